@@ -1,0 +1,187 @@
+"""Show-o checkpoints: the released folder layout and ours, through one explicit key map.
+
+Released folder: ``config.json`` (``llm_vocab_size``, ``codebook_size``, ``num_vq_tokens``,
+``w_clip_vit``, ...) and ``pytorch_model.safetensors`` or ``pytorch_model.bin`` with keys
+``showo.model.layers.{i}.self_attn.q_proj.weight``, ... The LLM's own hyperparameters live in
+the base LLM's ``config.json`` (phi-1.5 values when none is given).
+
+Our folder: ``config.json`` (``"format": "showo"`` + :class:`ShowoConfig`) and ``model.safetensors``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import check_state_dict, find_weight_file, load_state_dict, replace_folder, save_safetensors
+from .config import PhiConfig, ShowoConfig
+from .layout import SPECIAL_TOKENS
+
+# released name pattern -> our name; applied in order, the first match wins.
+RELEASED_TO_OURS: tuple[tuple[str, str], ...] = (
+    (r"^showo\.model\.embed_tokens\.", "embed."),
+    (r"^showo\.model\.layers\.(\d+)\.input_layernorm\.", r"blocks.\1.norm."),
+    (r"^showo\.model\.layers\.(\d+)\.self_attn\.dense\.", r"blocks.\1.attn.out_proj."),
+    (r"^showo\.model\.layers\.(\d+)\.self_attn\.q_layernorm\.", r"blocks.\1.attn.q_norm."),
+    (r"^showo\.model\.layers\.(\d+)\.self_attn\.k_layernorm\.", r"blocks.\1.attn.k_norm."),
+    (r"^showo\.model\.layers\.(\d+)\.self_attn\.([qkv])_proj\.", r"blocks.\1.attn.\2_proj."),
+    (r"^showo\.model\.layers\.(\d+)\.mlp\.(fc[12])\.", r"blocks.\1.mlp.\2."),
+    (r"^showo\.model\.final_layernorm\.", "norm_out."),
+    (r"^showo\.lm_head\.", "lm_head."),
+    (r"^mm_projector\.([02])\.", r"mm_projector.\1."),
+)
+# buffers some exports carry that hold no learned state (rotary frequencies are recomputed)
+IGNORED_RELEASED_KEYS = re.compile(r"rotary_emb\.inv_freq$")
+
+PHI_1_5_EOS = 50256
+
+
+def released_to_ours(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename released keys; keys the map does not know are kept, so checks report them."""
+    out = {}
+    for key, value in state.items():
+        if IGNORED_RELEASED_KEYS.search(key):
+            continue
+        for pattern, replacement in RELEASED_TO_OURS:
+            new, n = re.subn(pattern, replacement, key)
+            if n:
+                key = new
+                break
+        out[key] = value
+    return out
+
+
+def ours_to_released(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse map, to hand weights back to the released code."""
+    inverse = (
+        (r"^embed\.", "showo.model.embed_tokens."),
+        (r"^blocks\.(\d+)\.norm\.", r"showo.model.layers.\1.input_layernorm."),
+        (r"^blocks\.(\d+)\.attn\.out_proj\.", r"showo.model.layers.\1.self_attn.dense."),
+        (r"^blocks\.(\d+)\.attn\.q_norm\.", r"showo.model.layers.\1.self_attn.q_layernorm."),
+        (r"^blocks\.(\d+)\.attn\.k_norm\.", r"showo.model.layers.\1.self_attn.k_layernorm."),
+        (r"^blocks\.(\d+)\.attn\.([qkv])_proj\.", r"showo.model.layers.\1.self_attn.\2_proj."),
+        (r"^blocks\.(\d+)\.mlp\.", r"showo.model.layers.\1.mlp."),
+        (r"^norm_out\.", "showo.model.final_layernorm."),
+        (r"^lm_head\.", "showo.lm_head."),
+    )
+    out = {}
+    for key, value in state.items():
+        for pattern, replacement in inverse:
+            new, n = re.subn(pattern, replacement, key)
+            if n:
+                key = new
+                break
+        out[key] = value
+    return out
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+
+
+def released_config(d: dict[str, Any], llm_config: str | Path | None, source: str) -> ShowoConfig:
+    """ShowoConfig from a released ``config.json`` plus the base LLM's config (or phi-1.5's)."""
+    for key in ("llm_vocab_size", "codebook_size", "num_vq_tokens"):
+        if key not in d:
+            raise ValueError(f"{source}: missing field {key!r} of a released Show-o config")
+    if d.get("num_new_special_tokens", len(SPECIAL_TOKENS)) != len(SPECIAL_TOKENS):
+        raise ValueError(
+            f"{source}: num_new_special_tokens is {d['num_new_special_tokens']}, expected {len(SPECIAL_TOKENS)}"
+        )
+    side = math.isqrt(d["num_vq_tokens"])
+    if side * side != d["num_vq_tokens"]:
+        raise ValueError(f"{source}: num_vq_tokens={d['num_vq_tokens']} is not a square grid")
+    llm, bos, eos = PhiConfig(), PHI_1_5_EOS, PHI_1_5_EOS
+    if llm_config is not None:
+        llm_path = Path(llm_config)
+        llm_path = llm_path / "config.json" if llm_path.is_dir() else llm_path
+        llm_dict = _read_json(llm_path)
+        llm = PhiConfig.from_hf_dict(llm_dict, str(llm_path))
+        bos = llm_dict.get("bos_token_id") if llm_dict.get("bos_token_id") is not None else bos
+        eos = llm_dict.get("eos_token_id") if llm_dict.get("eos_token_id") is not None else eos
+    config = ShowoConfig(
+        llm=llm,
+        text_vocab_size=d["llm_vocab_size"],
+        bos_id=bos,
+        eos_id=eos,
+        codebook_size=d["codebook_size"],
+        image_size=side * 16,
+        downsample_factor=16,
+        clip_vit=bool(d.get("w_clip_vit", False)),
+    )
+    for key, ours in (("vocab_size", config.vocab_size), ("mask_token_id", config.layout.mask_id)):
+        if key in d and d[key] != ours:
+            raise ValueError(f"{source}: {key} is {d[key]}, but the token layout gives {ours}")
+    return config
+
+
+def read_checkpoint(path: str | Path, llm_config: str | Path | None = None) -> tuple[ShowoConfig, dict[str, torch.Tensor]]:
+    """Config and weights (in our key names) of a released or showo folder."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: not a checkpoint folder")
+    config_path = folder / "config.json"
+    d = _read_json(config_path)
+    weights = find_weight_file(folder)
+    if d.get("format") == "showo":
+        return ShowoConfig.from_dict(d, str(config_path)), load_state_dict(weights)
+    config = released_config(d, llm_config, str(config_path))
+    return config, released_to_ours(load_state_dict(weights))
+
+
+def load_showo(path: str | Path, llm_config: str | Path | None = None, dtype: torch.dtype | None = None):
+    from .model import ShowoModel  # model.py imports this module lazily, so no cycle at import time
+
+    config, state = read_checkpoint(path, llm_config)
+    with torch.device("meta"):  # shapes only: every parameter is replaced by a loaded tensor
+        model = ShowoModel(config)
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    check_state_dict(state, expected, str(find_weight_file(path)))
+    model.load_state_dict(state, strict=True, assign=True)
+    model.rotary.to_empty(device="cpu")
+    model.rotary.reset_buffers()  # not part of the state dict
+    if dtype is not None:
+        model.to(dtype)
+    return model.eval()
+
+
+def save_showo(model, path: str | Path) -> None:
+    def fill(tmp: Path) -> None:
+        model.config.save(tmp / "config.json")
+        save_safetensors(model.state_dict(), tmp / "model.safetensors")
+
+    replace_folder(path, fill)
+
+
+def convert_folder(
+    source: str | Path, destination: str | Path, llm_config: str | Path | None = None, dtype: torch.dtype | None = None
+) -> str:
+    """Convert a released Show-o (or MAGVIT-v2) folder to ours; returns which kind it was."""
+    if _is_magvit_folder(Path(source)):
+        from .magvit2 import MagvitV2
+
+        vq = MagvitV2.from_pretrained(source)
+        if dtype is not None:
+            vq.to(dtype)
+        vq.save_pretrained(destination)
+        return "MAGVIT-v2"
+    save_showo(load_showo(source, llm_config=llm_config, dtype=dtype), destination)
+    return "Show-o"
+
+
+def _is_magvit_folder(folder: Path) -> bool:
+    config = folder / "config.json"
+    if not config.is_file():
+        return False
+    d = _read_json(config)
+    return d.get("_class_name") in ("MAGVITv2", "MAGViTv2") or d.get("format") == "showo-magvit2"

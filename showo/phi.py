@@ -1,0 +1,103 @@
+"""The phi-1.5 decoder block with Show-o's QK-Norm, in plain torch.
+
+Parallel block: ``x + attn(ln(x)) + mlp(ln(x))`` with one shared LayerNorm; partial rotary
+embedding (neox style) on the first ``rotary_dims`` of each head; biases everywhere.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import PhiConfig
+from .kv_cache import KVCache
+
+
+class RotaryEmbedding(nn.Module):
+    def __init__(self, dims: int, base: float) -> None:
+        super().__init__()
+        self.dims, self.base = dims, base
+        self.register_buffer("inv_freq", torch.empty(dims // 2), persistent=False)
+        self.reset_buffers()
+
+    def reset_buffers(self) -> None:
+        exponents = torch.arange(0, self.dims, 2, dtype=torch.float32, device=self.inv_freq.device)
+        with torch.no_grad():
+            self.inv_freq.copy_(1.0 / (self.base ** (exponents / self.dims)))
+
+    def forward(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """position_ids (B, L) -> cos, sin of shape (B, 1, L, dims), in fp32."""
+        freqs = position_ids.float()[..., None] * self.inv_freq.float()  # (B, L, dims/2)
+        angles = torch.cat((freqs, freqs), dim=-1)[:, None]
+        return angles.cos(), angles.sin()
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat((-second, first), dim=-1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the first ``cos.shape[-1]`` features of every head of x (B, H, L, D)."""
+    dims = cos.shape[-1]
+    rot, rest = x[..., :dims], x[..., dims:]
+    rot = (rot * cos.to(x.dtype)) + (_rotate_half(rot) * sin.to(x.dtype))
+    return torch.cat((rot, rest), dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, config: PhiConfig) -> None:
+        super().__init__()
+        d, self.num_heads, self.head_dim = config.hidden_size, config.num_heads, config.head_dim
+        self.q_proj = nn.Linear(d, d)
+        self.k_proj = nn.Linear(d, d)
+        self.v_proj = nn.Linear(d, d)
+        self.out_proj = nn.Linear(d, d)
+        norm = nn.LayerNorm if config.qk_norm else (lambda *a, **k: nn.Identity())
+        self.q_norm = norm(self.head_dim, eps=config.layer_norm_eps)
+        self.k_norm = norm(self.head_dim, eps=config.layer_norm_eps)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, length, _ = x.shape
+        return x.view(b, length, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, L, Dh)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None,
+        cache: KVCache | None,
+        layer: int,
+    ) -> torch.Tensor:
+        q = apply_rotary(self.q_norm(self._heads(self.q_proj(x))), *rope)
+        k = apply_rotary(self.k_norm(self._heads(self.k_proj(x))), *rope)
+        v = self._heads(self.v_proj(x))
+        if cache is not None:
+            k, v = cache.update(layer, cache.length, k, v)
+        causal = mask is None and cache is None
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+        b, _, length, _ = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(b, length, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: PhiConfig) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    def __init__(self, config: PhiConfig) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attn = Attention(config)
+        self.mlp = MLP(config)
+
+    def forward(self, x, rope, mask, cache, layer):
+        h = self.norm(x)
+        return x + self.attn(h, rope, mask, cache, layer) + self.mlp(h)

@@ -1,0 +1,98 @@
+"""Small models and released-layout checkpoints that the tests build themselves."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from showo import ShowoModel, showo_preset
+
+TINY = showo_preset("tiny")
+
+
+def tiny_hf_phi(seed: int = 0):
+    """transformers' PhiForCausalLM with QK-Norm, tiny shapes, every weight randomised."""
+    from transformers import PhiConfig as HFPhiConfig, PhiForCausalLM
+
+    llm = TINY.llm
+    config = HFPhiConfig(
+        vocab_size=TINY.vocab_size,
+        hidden_size=llm.hidden_size,
+        intermediate_size=llm.intermediate_size,
+        num_hidden_layers=llm.num_layers,
+        num_attention_heads=llm.num_heads,
+        max_position_embeddings=llm.max_position_embeddings,
+        partial_rotary_factor=llm.rotary_fraction,
+        qk_layernorm=True,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attention_dropout=0.0,
+        bos_token_id=TINY.bos_id,
+        eos_token_id=TINY.eos_id,
+        tie_word_embeddings=False,
+        attn_implementation="eager",
+    )
+    torch.manual_seed(seed)
+    model = PhiForCausalLM(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "layernorm" in name and name.endswith("weight"):
+                p.copy_(1 + 0.2 * torch.randn_like(p))
+            else:
+                p.copy_(0.2 * torch.randn_like(p))
+    return model
+
+
+def released_config_json(clip_vit: bool = False) -> dict:
+    return {
+        "_class_name": "Showo",
+        "_diffusers_version": "0.30.1",
+        "codebook_size": TINY.codebook_size,
+        "llm_model_path": "microsoft/phi-1_5",
+        "llm_vocab_size": TINY.text_vocab_size,
+        "load_from_showo": False,
+        "mask_token_id": TINY.layout.mask_id,
+        "num_new_special_tokens": 10,
+        "num_vq_tokens": TINY.num_image_tokens,
+        "vocab_size": TINY.vocab_size,
+        "w_clip_vit": clip_vit,
+    }
+
+
+def write_released_folder(folder: Path, state: dict, file_name: str) -> Path:
+    """A folder in the released layout: config.json + weights under the released key names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(released_config_json()))
+    if file_name.endswith(".safetensors"):
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in state.items()}, str(folder / file_name))
+    else:
+        torch.save(state, folder / file_name)
+    return folder
+
+
+@pytest.fixture
+def hf_phi():
+    return tiny_hf_phi()
+
+
+@pytest.fixture
+def llm_config_dir(tmp_path, hf_phi):
+    """The base LLM's own config.json, as phi-1.5's folder holds it."""
+    folder = tmp_path / "phi"
+    hf_phi.config.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def tiny_model():
+    torch.manual_seed(0)
+    return ShowoModel(TINY).eval()
+
+
+@pytest.fixture
+def random_ids():
+    g = torch.Generator().manual_seed(1)
+    return torch.randint(0, TINY.vocab_size, (2, 24), generator=g)
