@@ -1,0 +1,65 @@
+"""Sequences in the released layouts (SHOWO_SPEC section 2), built from token ids.
+
+* t2i:  ``[PAD]* <t2i> <sot> text <eot> <soi> image <eoi>``; text left-padded to
+  ``max_text_length + 1`` tokens including the task token, so the image always starts at
+  position ``max_text_length + 2``;
+* mmu:  ``<mmu> <soi> image <eoi> <sot> text``;
+* lm:   ``<sot> text <eot>`` then right padding.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import torch
+
+from .layout import TokenLayout
+
+
+def t2i_text_block(text_ids: Sequence[int], layout: TokenLayout, max_text_length: int) -> list[int]:
+    """``[PAD]* <t2i> <sot> text <eot>``: exactly ``max_text_length + 1`` ids."""
+    budget = max_text_length + 1
+    ids = [layout.t2i_id, layout.sot_id, *text_ids, layout.eot_id]
+    if len(ids) > budget:
+        warnings.warn(
+            f"prompt of {len(text_ids)} tokens is over the budget of {budget - 3}; "
+            f"cut by {len(ids) - budget} tokens",
+            stacklevel=3,
+        )
+        ids = ids[: budget - 1] + [layout.eot_id]
+    return [layout.pad_id] * (budget - len(ids)) + ids
+
+
+def t2i_prompt(
+    text_ids: Sequence[Sequence[int]], image_ids: torch.Tensor, layout: TokenLayout, max_text_length: int
+) -> torch.Tensor:
+    """(B, max_text_length + 1 + 1 + N + 1) ids; ``image_ids`` (B, N) are image-code ids or [MASK]."""
+    if len(text_ids) != image_ids.shape[0]:
+        raise ValueError(f"{len(text_ids)} prompts but {image_ids.shape[0]} images")
+    text = torch.tensor([t2i_text_block(t, layout, max_text_length) for t in text_ids], dtype=torch.long)
+    return torch.cat([text.to(image_ids.device), _wrap_image(image_ids, layout)], dim=1)
+
+
+def mmu_prompt(image_ids: torch.Tensor, text_ids: Sequence[int], layout: TokenLayout) -> torch.Tensor:
+    """(B, 1 + N + 2 + 1 + T): one question for every image of the batch."""
+    batch = image_ids.shape[0]
+    head = torch.full((batch, 1), layout.mmu_id, device=image_ids.device)
+    text = torch.tensor([layout.sot_id, *text_ids], device=image_ids.device).expand(batch, -1)
+    return torch.cat([head, _wrap_image(image_ids, layout), text], dim=1)
+
+
+def lm_prompt(text_ids: Sequence[Sequence[int]], layout: TokenLayout, max_length: int) -> torch.Tensor:
+    """(B, max_length): ``<sot> text <eot>`` right-padded (cut, without <eot>, when too long)."""
+    rows = []
+    for t in text_ids:
+        ids = [layout.sot_id, *t, layout.eot_id][:max_length]
+        rows.append(ids + [layout.pad_id] * (max_length - len(ids)))
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def _wrap_image(image_ids: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
+    batch = image_ids.shape[0]
+    soi = torch.full((batch, 1), layout.soi_id, dtype=torch.long, device=image_ids.device)
+    eoi = torch.full((batch, 1), layout.eoi_id, dtype=torch.long, device=image_ids.device)
+    return torch.cat([soi, image_ids.long(), eoi], dim=1)
