@@ -164,13 +164,19 @@ def save_showo(model, path: str | Path) -> None:
 
 
 def convert_folder(
-    source: str | Path, destination: str | Path, llm_config: str | Path | None = None, dtype: torch.dtype | None = None
+    source: str | Path,
+    destination: str | Path,
+    llm_config: str | Path | None = None,
+    dtype: torch.dtype | None = None,
+    **magvit_overrides: Any,
 ) -> str:
-    """Convert a released Show-o (or MAGVIT-v2) folder to ours; returns which kind it was."""
+    """Convert a released Show-o (or MAGVIT-v2) folder to ours; returns which kind it was.
+
+    ``magvit_overrides`` change the MAGVIT-v2 architecture (the released folder names none)."""
     if _is_magvit_folder(Path(source)):
         from .magvit2 import MagvitV2
 
-        vq = MagvitV2.from_pretrained(source)
+        vq = MagvitV2.from_pretrained(source, **magvit_overrides)
         if dtype is not None:
             vq.to(dtype)
         vq.save_pretrained(destination)

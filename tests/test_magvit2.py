@@ -370,3 +370,14 @@ def test_showo_config_with_unknown_field(tmp_path):
     (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "depth": 3}))
     with pytest.raises(ValueError, match=r"config\.json.*depth"):
         MagvitV2.from_pretrained(tmp_path / "m")
+
+
+def test_convert_folder_turns_released_magvit_into_ours(tmp_path):
+    from showo.convert import convert_folder
+
+    model = random_model(seed=5)
+    save_released_layout(model, tmp_path / "released")
+    assert convert_folder(tmp_path / "released", tmp_path / "ours", **TINY_OVERRIDES) == "MAGVIT-v2"
+    converted = MagvitV2.from_pretrained(tmp_path / "ours")  # no overrides: our config.json says the shapes
+    x = pixels(batch=1, size=32)
+    assert converted.config == TINY and torch.equal(converted.encode(x), model.encode(x))
