@@ -1,0 +1,149 @@
+"""Text generation (understanding answers) with a KV cache.
+
+The prompt is run once (prefill) and each new token is then a single-position step that
+reads the cached keys and values. Prompts of a batch are left-padded with [PAD]: padding is
+invisible to every real token and does not advance the rotary positions, so a padded row
+produces exactly the tokens it would produce alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .attention import omni_attention_mask
+from .kv_cache import KVCache
+from .model import ShowoModel
+from .sampling import check_sampling_args, sample_next_token
+
+
+@torch.no_grad()
+def generate_text(
+    model: ShowoModel,
+    input_ids: torch.Tensor | None = None,
+    max_new_tokens: int = 100,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    temperature: float = 1.0,
+    eot_id: int | None = None,
+    generator: torch.Generator | None = None,
+    *,
+    inputs_embeds: torch.Tensor | None = None,
+    prefill_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Generated tokens (B, T), T <= max_new_tokens.
+
+    ``input_ids`` (B, L): whole prompts (``<mmu> <soi> image <eoi> <sot> question``),
+    left-padded; or ``inputs_embeds`` (B, L, D) with ``prefill_mask`` (B, 1, L, L), no padding
+    (the CLIP-ViT variant). A row stops at its first ``eot_id`` (default: the layout's <eot>)
+    and is filled with ``eot_id`` until every row has stopped."""
+    _check_inputs(model, input_ids, inputs_embeds, prefill_mask, max_new_tokens)
+    check_sampling_args(temperature, top_k, top_p)
+    eot_id = model.layout.eot_id if eot_id is None else eot_id
+    cache, logits, columns, next_position = _prefill(model, input_ids, inputs_embeds, prefill_mask, max_new_tokens)
+    finished = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)  # (B,)
+    tokens = []
+    for step in range(max_new_tokens):
+        token = sample_next_token(logits, temperature, top_k, top_p, generator)  # (B,)
+        token = token.masked_fill(finished, eot_id)
+        tokens.append(token)
+        finished |= token == eot_id
+        if finished.all() or step == max_new_tokens - 1:
+            break
+        mask = columns[:, None, None, : cache.length + 1]  # (B, 1, 1, cache.length + 1)
+        hidden = model.hidden_states(token[:, None], mask, next_position + step, cache)
+        logits = model.lm_head(hidden[:, -1])
+    return torch.stack(tokens, dim=1)
+
+
+def _prefill(
+    model: ShowoModel,
+    input_ids: torch.Tensor | None,
+    inputs_embeds: torch.Tensor | None,
+    prefill_mask: torch.Tensor | None,
+    max_new_tokens: int,
+) -> tuple[KVCache, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run the prompt into a fresh cache sized for the answer.
+
+    Returns the cache, the last position's logits (B, V), the columns a new token may attend
+    to (B, L + max_new_tokens) bool (real prompt tokens, then every generated token) and
+    each row's next rotary position (B, 1)."""
+    visible, positions = _prompt_columns(model, input_ids, inputs_embeds)  # (B, L), (B, L)
+    batch, length = visible.shape
+    if prefill_mask is None:
+        prefill_mask = omni_attention_mask(input_ids, model.layout)  # (B, 1, L, L)
+    cache = model.new_cache(batch, length + max_new_tokens)
+    hidden = model.hidden_states(input_ids, prefill_mask, positions, cache, inputs_embeds)  # (B, L, D)
+    logits = model.lm_head(hidden[:, -1])  # (B, V): no L x V logits for the prompt
+    columns = torch.ones(batch, length + max_new_tokens, dtype=torch.bool, device=visible.device)
+    columns[:, :length] = visible
+    return cache, logits, columns, positions[:, -1:] + 1
+
+
+def _check_inputs(
+    model: ShowoModel,
+    input_ids: torch.Tensor | None,
+    inputs_embeds: torch.Tensor | None,
+    prefill_mask: torch.Tensor | None,
+    max_new_tokens: int,
+) -> None:
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("pass exactly one of input_ids and inputs_embeds")
+    if inputs_embeds is not None:
+        if inputs_embeds.dim() != 3 or inputs_embeds.shape[1] == 0:
+            raise ValueError(f"inputs_embeds must be (batch, length, dim), got {tuple(inputs_embeds.shape)}")
+        if prefill_mask is None:
+            raise ValueError("inputs_embeds needs a prefill_mask (B, 1, L, L): the ids to build one are missing")
+        return
+    if input_ids.dim() != 2 or input_ids.shape[1] == 0:
+        raise ValueError(f"input_ids must be (batch, length) with length > 0, got {tuple(input_ids.shape)}")
+    ends_with_pad = (input_ids[:, -1] == model.layout.pad_id).nonzero()[:, 0]
+    if ends_with_pad.numel():
+        raise ValueError(
+            f"prompts must be left-padded, but rows {ends_with_pad.tolist()} end with [PAD] "
+            f"(id {model.layout.pad_id})"
+        )
+
+
+def _prompt_columns(
+    model: ShowoModel, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real (non-pad) prompt columns (B, L) bool and rotary positions (B, L) long.
+
+    Positions count from each row's first real token, as if the row had no padding."""
+    if input_ids is None:
+        batch, length = inputs_embeds.shape[:2]
+        visible = torch.ones(batch, length, dtype=torch.bool, device=inputs_embeds.device)
+        return visible, torch.arange(length, device=inputs_embeds.device).expand(batch, length)
+    visible = input_ids != model.layout.pad_id  # (B, L)
+    positions = (visible.long().cumsum(dim=1) - 1).clamp(min=0)
+    return visible, positions
+
+
+def left_pad(sequences: Sequence[Sequence[int]] | Sequence[torch.Tensor], pad_id: int) -> torch.Tensor:
+    """(B, L) long: each sequence right-aligned, [PAD] (``pad_id``) in front of the shorter ones."""
+    if len(sequences) == 0:
+        raise ValueError("left_pad needs at least one sequence")
+    rows = [torch.as_tensor(s, dtype=torch.long) for s in sequences]
+    for i, row in enumerate(rows):
+        if row.dim() != 1 or row.numel() == 0:
+            raise ValueError(f"sequence {i} must be a non-empty 1-D list of ids, got shape {tuple(row.shape)}")
+    length = max(row.numel() for row in rows)
+    out = torch.full((len(rows), length), pad_id, dtype=torch.long, device=rows[0].device)
+    for i, row in enumerate(rows):
+        out[i, length - row.numel() :] = row.to(out.device)
+    return out
+
+
+def decode_answers(tokenizer, new_ids: torch.Tensor | Sequence[Sequence[int]], eot_id: int) -> list[str]:
+    """Cut each row of generated ids at its first ``eot_id`` and decode it with ``tokenizer.decode``."""
+    answers = []
+    for row in new_ids:
+        ids = row.tolist() if isinstance(row, torch.Tensor) else list(row)
+        if eot_id in ids:
+            ids = ids[: ids.index(eot_id)]
+        answers.append(tokenizer.decode(ids))
+    return answers
