@@ -41,7 +41,9 @@ def generate_text(
     _check_inputs(model, input_ids, inputs_embeds, prefill_mask, max_new_tokens)
     check_sampling_args(temperature, top_k, top_p)
     eot_id = model.layout.eot_id if eot_id is None else eot_id
-    cache, logits, columns, next_position = _prefill(model, input_ids, inputs_embeds, prefill_mask, max_new_tokens)
+    cache, logits, columns, next_position = _prefill(
+        model, input_ids, inputs_embeds, prefill_mask, max_new_tokens
+    )
     finished = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)  # (B,)
     tokens = []
     for step in range(max_new_tokens):
@@ -94,12 +96,16 @@ def _check_inputs(
         raise ValueError("pass exactly one of input_ids and inputs_embeds")
     if inputs_embeds is not None:
         if inputs_embeds.dim() != 3 or inputs_embeds.shape[1] == 0:
-            raise ValueError(f"inputs_embeds must be (batch, length, dim), got {tuple(inputs_embeds.shape)}")
+            raise ValueError(
+                f"inputs_embeds must be (batch, length, dim), got {tuple(inputs_embeds.shape)}"
+            )
         if prefill_mask is None:
-            raise ValueError("inputs_embeds needs a prefill_mask (B, 1, L, L): the ids to build one are missing")
+            raise ValueError("inputs_embeds needs a prefill_mask (B, 1, L, L); there are no ids to build one")
         return
     if input_ids.dim() != 2 or input_ids.shape[1] == 0:
-        raise ValueError(f"input_ids must be (batch, length) with length > 0, got {tuple(input_ids.shape)}")
+        raise ValueError(
+            f"input_ids must be (batch, length) with length > 0, got {tuple(input_ids.shape)}"
+        )
     ends_with_pad = (input_ids[:, -1] == model.layout.pad_id).nonzero()[:, 0]
     if ends_with_pad.numel():
         raise ValueError(
@@ -130,7 +136,9 @@ def left_pad(sequences: Sequence[Sequence[int]] | Sequence[torch.Tensor], pad_id
     rows = [torch.as_tensor(s, dtype=torch.long) for s in sequences]
     for i, row in enumerate(rows):
         if row.dim() != 1 or row.numel() == 0:
-            raise ValueError(f"sequence {i} must be a non-empty 1-D list of ids, got shape {tuple(row.shape)}")
+            raise ValueError(
+                f"sequence {i} must be a non-empty 1-D list of ids, got shape {tuple(row.shape)}"
+            )
     length = max(row.numel() for row in rows)
     out = torch.full((len(rows), length), pad_id, dtype=torch.long, device=rows[0].device)
     for i, row in enumerate(rows):

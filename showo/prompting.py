@@ -38,7 +38,7 @@ def t2i_prompt(
     if len(text_ids) != image_ids.shape[0]:
         raise ValueError(f"{len(text_ids)} prompts but {image_ids.shape[0]} images")
     text = torch.tensor([t2i_text_block(t, layout, max_text_length) for t in text_ids], dtype=torch.long)
-    return torch.cat([text.to(image_ids.device), _wrap_image(image_ids, layout)], dim=1)
+    return torch.cat([text.to(image_ids.device), wrap_image(image_ids, layout)], dim=1)
 
 
 def mmu_prompt(image_ids: torch.Tensor, text_ids: Sequence[int], layout: TokenLayout) -> torch.Tensor:
@@ -46,7 +46,7 @@ def mmu_prompt(image_ids: torch.Tensor, text_ids: Sequence[int], layout: TokenLa
     batch = image_ids.shape[0]
     head = torch.full((batch, 1), layout.mmu_id, device=image_ids.device)
     text = torch.tensor([layout.sot_id, *text_ids], device=image_ids.device).expand(batch, -1)
-    return torch.cat([head, _wrap_image(image_ids, layout), text], dim=1)
+    return torch.cat([head, wrap_image(image_ids, layout), text], dim=1)
 
 
 def lm_prompt(text_ids: Sequence[Sequence[int]], layout: TokenLayout, max_length: int) -> torch.Tensor:
@@ -58,7 +58,7 @@ def lm_prompt(text_ids: Sequence[Sequence[int]], layout: TokenLayout, max_length
     return torch.tensor(rows, dtype=torch.long)
 
 
-def _wrap_image(image_ids: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
+def wrap_image(image_ids: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
     batch = image_ids.shape[0]
     soi = torch.full((batch, 1), layout.soi_id, dtype=torch.long, device=image_ids.device)
     eoi = torch.full((batch, 1), layout.eoi_id, dtype=torch.long, device=image_ids.device)

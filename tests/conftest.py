@@ -96,3 +96,35 @@ def tiny_model():
 def random_ids():
     g = torch.Generator().manual_seed(1)
     return torch.randint(0, TINY.vocab_size, (2, 24), generator=g)
+
+
+CORPUS = [
+    "a red circle above a blue square", "two green triangles on the left", "what colour is the circle?",
+    "USER: \nwhat is in the picture? ASSISTANT: a small yellow star", "Please describe this image in detail.",
+]
+
+
+def build_tiny_pipeline(seed: int = 0, weight_scale: float = 3.0):
+    """Tokenizer, MAGVIT-v2 and Show-o of the tiny presets, random weights, sharing one vocabulary."""
+    import dataclasses
+
+    from showo import MagvitV2, TextTokenizer, magvit_preset
+    from showo.pipeline import ShowoPipeline
+
+    tokenizer = TextTokenizer.train_bpe(CORPUS * 5, vocab_size=320)
+    vq_config = magvit_preset("tiny")
+    config = dataclasses.replace(
+        TINY, text_vocab_size=tokenizer.text_vocab_size, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id,
+        codebook_size=vq_config.codebook_size, downsample_factor=vq_config.downsample_factor,
+    )
+    torch.manual_seed(seed)
+    model = ShowoModel(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(weight_scale)
+    return ShowoPipeline(model, MagvitV2(vq_config), tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline():
+    return build_tiny_pipeline()

@@ -1,0 +1,76 @@
+"""Token-grid operations for inpainting and extrapolation (SHOWO_SPEC section 7)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+DIRECTIONS = ("left", "right", "up", "down")
+
+
+def mask_to_grid(mask: Image.Image | torch.Tensor, image_size: int, grid: int) -> torch.Tensor:
+    """A pixel mask (white / nonzero = regenerate) -> (grid * grid,) bool over the token grid.
+
+    The mask is resized to the image size first (with a warning when it differs), then each
+    token's patch is averaged and thresholded at 0.5."""
+    if isinstance(mask, Image.Image):
+        if mask.size != (image_size, image_size):
+            warnings.warn(f"mask of size {mask.size[0]}x{mask.size[1]} resized to the image's "
+                          f"{image_size}x{image_size}", stacklevel=3)
+            mask = mask.resize((image_size, image_size), Image.NEAREST)
+        values = torch.from_numpy(np.asarray(mask.convert("L"), dtype=np.float32) / 255.0)
+    else:
+        values = mask.float()
+        if values.dim() != 2:
+            raise ValueError(f"mask tensor must be (H, W), got shape {tuple(values.shape)}")
+        if tuple(values.shape) != (image_size, image_size):
+            warnings.warn(f"mask of size {tuple(values.shape)} resized to {image_size}x{image_size}", stacklevel=3)
+            values = F.interpolate(values[None, None], size=(image_size, image_size), mode="nearest")[0, 0]
+    pooled = F.adaptive_avg_pool2d(values[None, None], grid)[0, 0]  # (grid, grid)
+    return (pooled >= 0.5).flatten()
+
+
+def shift_grid(codes: torch.Tensor, grid: int, direction: str, offset: int = 0) -> tuple[torch.Tensor, int]:
+    """Move the token grid toward ``direction`` by half (plus ``offset``) so new content can
+    grow on that side. Returns ((grid * grid,) codes with -1 where new, shift in tokens)."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"unknown direction {direction!r}; choose one of {DIRECTIONS}")
+    shift = grid // 2 + offset
+    if not 0 < shift < grid:
+        raise ValueError(f"offset {offset} gives a shift of {shift} tokens; it must lie in 1..{grid - 1}")
+    square = codes.view(grid, grid)
+    out = torch.full_like(square, -1)
+    keep = grid - shift
+    if direction == "right":  # the right part of the old image moves to the left edge
+        out[:, :keep] = square[:, shift:]
+    elif direction == "left":
+        out[:, shift:] = square[:, :keep]
+    elif direction == "down":
+        out[:keep] = square[shift:]
+    else:
+        out[shift:] = square[:keep]
+    return out.flatten(), shift
+
+
+def stitch(original: Image.Image, new: Image.Image, direction: str, shift_pixels: int) -> Image.Image:
+    """The wider (or taller) canvas: the original plus the part of ``new`` that extends it."""
+    w, h = original.size
+    horizontal = direction in ("left", "right")
+    canvas = Image.new("RGB", (w + shift_pixels, h) if horizontal else (w, h + shift_pixels))
+    if direction == "right":
+        canvas.paste(original, (0, 0))
+        canvas.paste(new, (shift_pixels, 0))
+    elif direction == "left":
+        canvas.paste(original, (shift_pixels, 0))
+        canvas.paste(new, (0, 0))
+    elif direction == "down":
+        canvas.paste(original, (0, 0))
+        canvas.paste(new, (0, shift_pixels))
+    else:
+        canvas.paste(original, (0, shift_pixels))
+        canvas.paste(new, (0, 0))
+    return canvas

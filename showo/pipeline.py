@@ -1,0 +1,187 @@
+"""``ShowoPipeline``: every Show-o task from PIL images and strings.
+
+The pipeline turns text and pictures into token sequences (``prompting``), calls the
+generators (``generate_image``, ``generate_text``) and turns tokens back into pictures and
+strings; it holds no model logic of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from .editing import mask_to_grid, shift_grid, stitch
+from .generate_image import generate_image_tokens
+from .generate_text import decode_answers, generate_text, left_pad
+from .image_processing import ImageLike, load_image, postprocess_images, preprocess_images
+from .magvit2 import MagvitV2
+from .model import ShowoModel
+from .prompting import t2i_prompt
+from .text_tokenizer import TextTokenizer
+
+CAPTION_QUESTION = "Please describe this image in detail."
+
+
+def understanding_text(question: str) -> str:
+    """The released inference prompt of the plain (non-CLIP) model."""
+    return "USER: \n" + question + " ASSISTANT:"
+
+
+class ShowoPipeline:
+    def __init__(self, model: ShowoModel, vq: MagvitV2, tokenizer: TextTokenizer) -> None:
+        check_compatible(model, vq, tokenizer)
+        self.model, self.vq, self.tokenizer = model.eval(), vq.eval(), tokenizer
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_dir: str | Path,
+        vq: MagvitV2 | str | Path | None = None,
+        tokenizer: TextTokenizer | str | Path | None = None,
+        llm_config: str | Path | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+    ) -> "ShowoPipeline":
+        """``vq`` and ``tokenizer`` default to ``model_dir/vq`` and ``model_dir`` (as
+        :meth:`save_pretrained` writes them); pass them for released folders."""
+        model_dir = Path(model_dir)
+        model = ShowoModel.from_pretrained(model_dir, llm_config=llm_config, dtype=dtype)
+        vq = vq if isinstance(vq, MagvitV2) else MagvitV2.from_pretrained(vq or model_dir / "vq")
+        if not isinstance(tokenizer, TextTokenizer):
+            tokenizer = TextTokenizer.from_folder(tokenizer or model_dir)
+        return cls(model.to(device), vq.to(device), tokenizer)
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        self.model.save_pretrained(folder)
+        self.vq.save_pretrained(folder / "vq")
+        self.tokenizer.save(folder)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def config(self):
+        return self.model.config
+
+    # -- images <-> codes ---------------------------------------------------------------------
+    def encode_images(self, images: Sequence[ImageLike]) -> torch.Tensor:
+        pixels = preprocess_images([load_image(i) for i in images], self.config.image_size)
+        return self.vq.encode(pixels.to(self.device))
+
+    def decode_codes(self, codes: torch.Tensor) -> list[Image.Image]:
+        return postprocess_images(self.vq.decode(codes).float().cpu())
+
+    # -- generation ---------------------------------------------------------------------------
+    def _t2i_ids(self, prompts: Sequence[str], image_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        layout, budget = self.model.layout, self.config.max_text_length
+        cond = t2i_prompt(self.tokenizer.encode_batch(list(prompts)), image_ids, layout, budget)
+        uncond = t2i_prompt([[] for _ in prompts], image_ids, layout, budget)
+        return cond.to(self.device), uncond.to(self.device)
+
+    def generate_codes(
+        self,
+        prompts: Sequence[str],
+        image_ids: torch.Tensor | None = None,
+        steps: int = 18,
+        guidance_scale: float = 1.75,
+        schedule: str = "cosine",
+        temperature: float = 1.0,
+        seed: int | None = None,
+        mode: str = "maskgit",
+        callback: Callable | None = None,
+    ) -> torch.Tensor:
+        """(B, N) codes for ``prompts``; ``image_ids`` (B, N) hold known codes or [MASK]."""
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        if image_ids is None:
+            image_ids = torch.full((len(prompts), self.config.num_image_tokens), self.model.layout.mask_id)
+        cond, uncond = self._t2i_ids(prompts, image_ids)
+        generator = None if seed is None else [torch.Generator(self.device).manual_seed(seed + i) for i in range(len(prompts))]
+        return generate_image_tokens(
+            self.model, cond, uncond if guidance_scale > 0 else None, steps=steps, guidance_scale=guidance_scale,
+            schedule=schedule, temperature=temperature, generator=generator, mode=mode, callback=callback,
+        )
+
+    def text_to_image(self, prompts: str | Sequence[str], **kwargs) -> list[Image.Image]:
+        """One image per prompt. Keyword arguments: those of :meth:`generate_codes`."""
+        return self.decode_codes(self.generate_codes(prompts, **kwargs))
+
+    def class_to_image(self, class_names: str | Sequence[str], **kwargs) -> list[Image.Image]:
+        """Class-conditional generation (stage 1): the class name is the prompt."""
+        return self.text_to_image(class_names, **kwargs)
+
+    def inpaint(self, image: ImageLike, mask: Image.Image | torch.Tensor, prompt: str, **kwargs) -> Image.Image:
+        """Regenerate the region where ``mask`` is white (> 0.5), guided by ``prompt``."""
+        codes = self.encode_images([image])[0]
+        grid = self.config.image_size // self.config.downsample_factor
+        region = mask_to_grid(mask, self.config.image_size, grid).to(codes.device)
+        layout = self.model.layout
+        image_ids = torch.where(region, torch.full_like(codes, layout.mask_id), layout.image_ids(codes))
+        return self.decode_codes(self.generate_codes([prompt], image_ids[None], **kwargs))[0]
+
+    def extrapolate(
+        self, image: ImageLike, prompt: str, direction: str = "right", offset: int = 0, **kwargs
+    ) -> Image.Image:
+        """Grow the picture toward ``direction``; returns the original plus the new part."""
+        original = load_image(image)
+        codes = self.encode_images([original])[0]
+        grid = self.config.image_size // self.config.downsample_factor
+        shifted, shift = shift_grid(codes, grid, direction, offset)
+        layout = self.model.layout
+        image_ids = torch.where(shifted < 0, torch.full_like(shifted, layout.mask_id), shifted + layout.image_offset)
+        new = self.decode_codes(self.generate_codes([prompt], image_ids[None], **kwargs))[0]
+        size = self.config.image_size
+        square = preprocess_images([original], size)
+        return stitch(postprocess_images(square)[0], new, direction, shift * self.config.downsample_factor)
+
+    # -- understanding ------------------------------------------------------------------------
+    def answer(
+        self,
+        images: ImageLike | Sequence[ImageLike],
+        questions: str | Sequence[str],
+        max_new_tokens: int = 100,
+        top_k: int | None = 1,
+        top_p: float | None = None,
+        temperature: float = 1.0,
+        seed: int | None = None,
+    ) -> list[str]:
+        """Answer each question about its image (one question may serve every image), batched."""
+        images = [images] if isinstance(images, (str, Path, Image.Image)) else list(images)
+        questions = [questions] * len(images) if isinstance(questions, str) else list(questions)
+        if len(questions) != len(images):
+            raise ValueError(f"{len(images)} images but {len(questions)} questions")
+        layout = self.model.layout
+        codes = layout.image_ids(self.encode_images(images)).tolist()
+        texts = self.tokenizer.encode_batch([understanding_text(q) for q in questions])
+        rows = [[layout.mmu_id, layout.soi_id, *c, layout.eoi_id, layout.sot_id, *t] for c, t in zip(codes, texts)]
+        ids = left_pad(rows, layout.pad_id).to(self.device)
+        generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
+        new = generate_text(self.model, ids, max_new_tokens=max_new_tokens, top_k=top_k, top_p=top_p,
+                            temperature=temperature, generator=generator)
+        return [a.strip() for a in decode_answers(self.tokenizer, new, layout.eot_id)]
+
+    def caption(self, images: ImageLike | Sequence[ImageLike], **kwargs) -> list[str]:
+        return self.answer(images, CAPTION_QUESTION, **kwargs)
+
+
+def check_compatible(model: ShowoModel, vq: MagvitV2, tokenizer: TextTokenizer) -> None:
+    """The checkpoint, the image tokenizer and the text tokenizer must share one vocabulary."""
+    config = model.config
+    problems = []
+    if tokenizer.text_vocab_size != config.text_vocab_size:
+        problems.append(f"text tokenizer has {tokenizer.text_vocab_size} ids, the checkpoint {config.text_vocab_size}")
+    if (tokenizer.bos_id, tokenizer.eos_id) != (config.bos_id, config.eos_id):
+        problems.append(f"BOS/EOS ids {tokenizer.bos_id}/{tokenizer.eos_id} differ from the checkpoint's "
+                        f"{config.bos_id}/{config.eos_id}")
+    if vq.config.codebook_size != config.codebook_size:
+        problems.append(f"image tokenizer has {vq.config.codebook_size} codes, the checkpoint {config.codebook_size}")
+    if vq.config.downsample_factor != config.downsample_factor:
+        problems.append(f"image tokenizer downsamples by {vq.config.downsample_factor}, "
+                        f"the checkpoint expects {config.downsample_factor}")
+    if problems:
+        raise ValueError("the model, image tokenizer and text tokenizer do not fit together: " + "; ".join(problems))
