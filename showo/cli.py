@@ -29,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--llm-config", help="folder with the base LLM's config.json (default: phi-1.5 values)")
     convert.add_argument("--dtype", choices=sorted(DTYPES), help="store the weights in this precision")
     convert.set_defaults(run=_convert)
+
+    from .cli_generate import register
+
+    register(sub)
     return parser
 
 

@@ -203,4 +203,4 @@ def _groups_by_length(tokenizer, questions: Sequence[str]) -> list[list[int]]:
     groups: dict[int, list[int]] = {}
     for i, question in enumerate(questions):
         groups.setdefault(len(tokenizer.encode(_user_text(question))), []).append(i)
-    return [list(range(len(questions)))]
+    return list(groups.values())
