@@ -62,11 +62,15 @@ def autoregressive_image(model, ids: torch.Tensor, start: int) -> None:
     cache = model.new_cache(ids.shape[0], ids.shape[1])
     mask = omni_attention_mask(ids, model.layout)
     model.hidden_states(ids[:, :start], attention_mask=mask[:, :, :start, :start], cache=cache)
+    codes = slice(model.layout.image_offset, model.layout.image_offset + model.layout.codebook_size)
+    weight, bias = model.lm_head.weight[codes], model.lm_head.bias[codes]  # image codes only, as ours
+    prompt_columns = mask[:, :, start - 1 : start, :start]  # (B, 1, 1, start): what the prompt sees (no pads)
     token = ids[:, start : start + 1]
     for t in range(start, ids.shape[1] - 1):
-        causal = mask[:, :, t : t + 1, : t + 1] & (torch.arange(t + 1, device=ids.device) <= t)
-        logits = model(token, attention_mask=causal, cache=cache)[:, -1]
-        token = logits.argmax(-1, keepdim=True)
+        generated = torch.ones(ids.shape[0], 1, 1, t + 1 - start, dtype=torch.bool, device=ids.device)
+        causal = torch.cat([prompt_columns, generated], dim=-1)
+        hidden = model.hidden_states(token, attention_mask=causal, cache=cache)
+        token = torch.nn.functional.linear(hidden[:, -1:], weight, bias).argmax(-1) + model.layout.image_offset
 
 
 def report(name: str, ours: float, naive: float, flops_ours: int, flops_naive: int, peak: float) -> None:

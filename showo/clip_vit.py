@@ -121,7 +121,7 @@ def clip_understanding_inputs(
     head = [layout.mmu_id, *tokenizer.encode(SYSTEM_PROMPT), layout.soi_id]
     batch, num_features = features.shape[:2]
     prefix = len(head) + num_features  # columns visible to every row
-    rows = [
+    rows = [  # the feature slots hold [PAD] ids until the projected features replace them
         head + [layout.pad_id] * num_features + [layout.eoi_id] + tokenizer.encode(_user_text(q))
         for q in questions
     ]
