@@ -22,18 +22,20 @@ from .checkpoint import check_state_dict, find_weight_file, load_state_dict, rep
 from .config import PhiConfig, ShowoConfig
 from .layout import SPECIAL_TOKENS
 
-# released name pattern -> our name; applied in order, the first match wins.
-RELEASED_TO_OURS: tuple[tuple[str, str], ...] = (
-    (r"^showo\.model\.embed_tokens\.", "embed."),
-    (r"^showo\.model\.layers\.(\d+)\.input_layernorm\.", r"blocks.\1.norm."),
-    (r"^showo\.model\.layers\.(\d+)\.self_attn\.dense\.", r"blocks.\1.attn.out_proj."),
-    (r"^showo\.model\.layers\.(\d+)\.self_attn\.q_layernorm\.", r"blocks.\1.attn.q_norm."),
-    (r"^showo\.model\.layers\.(\d+)\.self_attn\.k_layernorm\.", r"blocks.\1.attn.k_norm."),
-    (r"^showo\.model\.layers\.(\d+)\.self_attn\.([qkv])_proj\.", r"blocks.\1.attn.\2_proj."),
-    (r"^showo\.model\.layers\.(\d+)\.mlp\.(fc[12])\.", r"blocks.\1.mlp.\2."),
-    (r"^showo\.model\.final_layernorm\.", "norm_out."),
-    (r"^showo\.lm_head\.", "lm_head."),
-    (r"^mm_projector\.([02])\.", r"mm_projector.\1."),
+# released prefix -> our prefix, one explicit map used in both directions; {i} is a layer index.
+# mm_projector.{0,2} (CLIP-ViT variant) keeps its released name.
+KEY_MAP: tuple[tuple[str, str], ...] = (
+    ("showo.model.embed_tokens.", "embed."),
+    ("showo.model.layers.{i}.input_layernorm.", "blocks.{i}.norm."),
+    ("showo.model.layers.{i}.self_attn.q_proj.", "blocks.{i}.attn.q_proj."),
+    ("showo.model.layers.{i}.self_attn.k_proj.", "blocks.{i}.attn.k_proj."),
+    ("showo.model.layers.{i}.self_attn.v_proj.", "blocks.{i}.attn.v_proj."),
+    ("showo.model.layers.{i}.self_attn.dense.", "blocks.{i}.attn.out_proj."),
+    ("showo.model.layers.{i}.self_attn.q_layernorm.", "blocks.{i}.attn.q_norm."),
+    ("showo.model.layers.{i}.self_attn.k_layernorm.", "blocks.{i}.attn.k_norm."),
+    ("showo.model.layers.{i}.mlp.", "blocks.{i}.mlp."),
+    ("showo.model.final_layernorm.", "norm_out."),
+    ("showo.lm_head.", "lm_head."),
 )
 # buffers some exports carry that hold no learned state (rotary frequencies are recomputed)
 IGNORED_RELEASED_KEYS = re.compile(r"rotary_emb\.inv_freq$")
@@ -41,43 +43,28 @@ IGNORED_RELEASED_KEYS = re.compile(r"rotary_emb\.inv_freq$")
 PHI_1_5_EOS = 50256
 
 
+def _prefix_pattern(prefix: str) -> re.Pattern:
+    return re.compile("^" + re.escape(prefix).replace(re.escape("{i}"), r"(?P<i>\d+)"))
+
+
+def _rename(key: str, pairs: tuple[tuple[str, str], ...]) -> str:
+    for source, target in pairs:
+        match = _prefix_pattern(source).match(key)
+        if match:
+            layer = match.groupdict().get("i")
+            return target.replace("{i}", layer or "") + key[match.end() :]
+    return key  # unknown keys are kept, so the key check reports them
+
+
 def released_to_ours(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename released keys; keys the map does not know are kept, so checks report them."""
-    out = {}
-    for key, value in state.items():
-        if IGNORED_RELEASED_KEYS.search(key):
-            continue
-        for pattern, replacement in RELEASED_TO_OURS:
-            new, n = re.subn(pattern, replacement, key)
-            if n:
-                key = new
-                break
-        out[key] = value
-    return out
+    """Rename released keys to ours (dropping buffers that hold no learned state)."""
+    return {_rename(k, KEY_MAP): v for k, v in state.items() if not IGNORED_RELEASED_KEYS.search(k)}
 
 
 def ours_to_released(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The inverse map, to hand weights back to the released code."""
-    inverse = (
-        (r"^embed\.", "showo.model.embed_tokens."),
-        (r"^blocks\.(\d+)\.norm\.", r"showo.model.layers.\1.input_layernorm."),
-        (r"^blocks\.(\d+)\.attn\.out_proj\.", r"showo.model.layers.\1.self_attn.dense."),
-        (r"^blocks\.(\d+)\.attn\.q_norm\.", r"showo.model.layers.\1.self_attn.q_layernorm."),
-        (r"^blocks\.(\d+)\.attn\.k_norm\.", r"showo.model.layers.\1.self_attn.k_layernorm."),
-        (r"^blocks\.(\d+)\.attn\.([qkv])_proj\.", r"showo.model.layers.\1.self_attn.\2_proj."),
-        (r"^blocks\.(\d+)\.mlp\.", r"showo.model.layers.\1.mlp."),
-        (r"^norm_out\.", "showo.model.final_layernorm."),
-        (r"^lm_head\.", "showo.lm_head."),
-    )
-    out = {}
-    for key, value in state.items():
-        for pattern, replacement in inverse:
-            new, n = re.subn(pattern, replacement, key)
-            if n:
-                key = new
-                break
-        out[key] = value
-    return out
+    inverse = tuple((ours, released) for released, ours in KEY_MAP)
+    return {_rename(k, inverse): v for k, v in state.items()}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
