@@ -6,6 +6,7 @@ every write goes to a temporary name first and is renamed when complete.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import shutil
@@ -19,6 +20,20 @@ from safetensors.torch import load_file, save_file
 
 # Names looked for in a checkpoint folder, in order of preference.
 WEIGHT_FILE_NAMES = ("model.safetensors", "pytorch_model.safetensors", "pytorch_model.bin")
+
+
+def read_json(path: str | Path) -> dict:
+    """A JSON object from a file, with the file's name in every error."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found")
+    try:
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
 
 
 def find_weight_file(folder: str | Path) -> Path:

@@ -10,7 +10,6 @@ Our folder: ``config.json`` (``"format": "showo"`` + :class:`ShowoConfig`) and `
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import check_state_dict, find_weight_file, load_state_dict, replace_folder, save_safetensors
+from .checkpoint import check_state_dict, read_json, find_weight_file, load_state_dict, replace_folder, save_safetensors
 from .config import PhiConfig, ShowoConfig
 from .layout import SPECIAL_TOKENS
 
@@ -67,15 +66,6 @@ def ours_to_released(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {_rename(k, inverse): v for k, v in state.items()}
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
-
-
 def released_config(d: dict[str, Any], llm_config: str | Path | None, source: str) -> ShowoConfig:
     """ShowoConfig from a released ``config.json`` plus the base LLM's config (or phi-1.5's)."""
     for key in ("llm_vocab_size", "codebook_size", "num_vq_tokens"):
@@ -92,7 +82,7 @@ def released_config(d: dict[str, Any], llm_config: str | Path | None, source: st
     if llm_config is not None:
         llm_path = Path(llm_config)
         llm_path = llm_path / "config.json" if llm_path.is_dir() else llm_path
-        llm_dict = _read_json(llm_path)
+        llm_dict = read_json(llm_path)
         llm = PhiConfig.from_hf_dict(llm_dict, str(llm_path))
         bos = llm_dict.get("bos_token_id") if llm_dict.get("bos_token_id") is not None else bos
         eos = llm_dict.get("eos_token_id") if llm_dict.get("eos_token_id") is not None else eos
@@ -118,7 +108,7 @@ def read_checkpoint(path: str | Path, llm_config: str | Path | None = None) -> t
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a checkpoint folder")
     config_path = folder / "config.json"
-    d = _read_json(config_path)
+    d = read_json(config_path)
     weights = find_weight_file(folder)
     if d.get("format") == "showo":
         return ShowoConfig.from_dict(d, str(config_path)), load_state_dict(weights)
@@ -176,5 +166,5 @@ def _is_magvit_folder(folder: Path) -> bool:
     config = folder / "config.json"
     if not config.is_file():
         return False
-    d = _read_json(config)
+    d = read_json(config)
     return d.get("_class_name") in ("MAGVITv2", "MAGViTv2") or d.get("format") == "showo-magvit2"

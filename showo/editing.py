@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .maskgit import MASKED
+
 DIRECTIONS = ("left", "right", "up", "down")
 
 
@@ -36,14 +38,14 @@ def mask_to_grid(mask: Image.Image | torch.Tensor, image_size: int, grid: int) -
 
 def shift_grid(codes: torch.Tensor, grid: int, direction: str, offset: int = 0) -> tuple[torch.Tensor, int]:
     """Move the token grid toward ``direction`` by half (plus ``offset``) so new content can
-    grow on that side. Returns ((grid * grid,) codes with -1 where new, shift in tokens)."""
+    grow on that side. Returns ((grid * grid,) codes with ``MASKED`` where new, shift in tokens)."""
     if direction not in DIRECTIONS:
         raise ValueError(f"unknown direction {direction!r}; choose one of {DIRECTIONS}")
     shift = grid // 2 + offset
     if not 0 < shift < grid:
         raise ValueError(f"offset {offset} gives a shift of {shift} tokens; it must lie in 1..{grid - 1}")
     square = codes.view(grid, grid)
-    out = torch.full_like(square, -1)
+    out = torch.full_like(square, MASKED)
     keep = grid - shift
     if direction == "right":  # the right part of the old image moves to the left edge
         out[:, :keep] = square[:, shift:]

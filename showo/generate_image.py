@@ -26,6 +26,11 @@ def image_span(input_ids: torch.Tensor, layout) -> tuple[int, int]:
     return int(positions[0]) + 1, input_ids.shape[1] - 1
 
 
+def codes_to_ids(codes: torch.Tensor, layout) -> torch.Tensor:
+    """Sampler codes (``MASKED`` where unknown) -> token ids ([MASK] where unknown)."""
+    return torch.where(codes == MASKED, torch.full_like(codes, layout.mask_id), codes + layout.image_offset)
+
+
 def initial_codes(input_ids: torch.Tensor, layout, start: int, end: int) -> torch.Tensor:
     """(B, N) codes of the image span, ``MASKED`` where [MASK]."""
     ids = input_ids[:, start:end]
@@ -41,11 +46,17 @@ def guided(cond: torch.Tensor, uncond: torch.Tensor | None, guidance_scale: floa
     return (1 + guidance_scale) * cond - guidance_scale * uncond
 
 
-def check_guidance(uncond_input_ids: torch.Tensor | None, guidance_scale: float) -> None:
+def decoding_setup(input_ids, uncond_input_ids, guidance_scale, layout):
+    """Checks shared by every MaskGIT path; returns (start, end, codes, rows), where ``rows``
+    are the sequences the model runs (cond, then uncond when guided)."""
     if guidance_scale < 0:
         raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale}")
     if guidance_scale > 0 and uncond_input_ids is None:
         raise ValueError("guidance_scale > 0 needs uncond_input_ids (the same layout with an empty prompt)")
+    start, end = image_span(input_ids, layout)
+    codes = initial_codes(input_ids, layout, start, end)
+    rows = input_ids if guidance_scale == 0 else torch.cat([input_ids, uncond_input_ids])
+    return start, end, codes, rows
 
 
 @torch.no_grad()
@@ -67,11 +78,8 @@ def generate_image_tokens(
     each row's result does not depend on the others). ``callback(step, logits, sampled)``
     is called after every step (progress bars, denoising strips, tests)."""
     sampler = MaskGITSampler(steps, schedule, temperature, mode)
-    check_guidance(uncond_input_ids, guidance_scale)
     layout = model.layout
-    start, end = image_span(input_ids, layout)
-    codes = initial_codes(input_ids, layout, start, end)
-    rows = input_ids if guidance_scale == 0 else torch.cat([input_ids, uncond_input_ids])
+    start, end, codes, rows = decoding_setup(input_ids, uncond_input_ids, guidance_scale, layout)
     step_logits = _cached_image_logits(model, rows, start - 1)
     initially_masked = (codes == MASKED).sum(dim=-1)
     sampled = codes
@@ -87,8 +95,7 @@ def generate_image_tokens(
 
 def _image_ids(codes: torch.Tensor, rows: torch.Tensor, start: int, end: int, layout) -> torch.Tensor:
     """The ``<soi> image <eoi>`` segment of every row (cond and uncond share the image)."""
-    ids = torch.where(codes == MASKED, torch.full_like(codes, layout.mask_id), codes + layout.image_offset)
-    ids = ids.repeat(rows.shape[0] // codes.shape[0], 1)
+    ids = codes_to_ids(codes, layout).repeat(rows.shape[0] // codes.shape[0], 1)
     return torch.cat([rows[:, start - 1 : start], ids, rows[:, end:]], dim=1)
 
 

@@ -17,7 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from showo.checkpoint import check_state_dict, find_weight_file, load_state_dict, replace_folder, save_safetensors
+from showo.checkpoint import (
+    check_state_dict,
+    find_weight_file,
+    load_state_dict,
+    read_json,
+    replace_folder,
+    save_safetensors,
+)
 from showo.config import MagvitConfig
 
 CONFIG_FORMAT = "showo-magvit2"
@@ -332,11 +339,8 @@ def _read_config(folder: Path) -> MagvitConfig:
     file = folder / "config.json"
     if not file.is_file():
         return MagvitConfig()
-    try:
-        d = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{file}: not valid JSON ({e})") from e
-    if not isinstance(d, dict) or d.get("format") != CONFIG_FORMAT:
+    d = read_json(file)
+    if d.get("format") != CONFIG_FORMAT:
         return MagvitConfig()
     fields = {k: v for k, v in d.items() if k != "format"}
     return _apply_overrides(MagvitConfig(), fields, source=str(file))

@@ -14,12 +14,12 @@ import torch
 from PIL import Image
 
 from .editing import mask_to_grid, shift_grid, stitch
-from .generate_image import generate_image_tokens
+from .generate_image import codes_to_ids, generate_image_tokens
 from .generate_text import decode_answers, generate_text, left_pad
 from .image_processing import ImageLike, load_image, postprocess_images, preprocess_images
 from .magvit2 import MagvitV2
 from .model import ShowoModel
-from .prompting import t2i_prompt
+from .prompting import mmu_sequence, t2i_prompt
 from .text_tokenizer import TextTokenizer
 
 CAPTION_QUESTION = "Please describe this image in detail."
@@ -132,8 +132,7 @@ class ShowoPipeline:
         codes = self.encode_images([original])[0]
         grid = self.config.image_size // self.config.downsample_factor
         shifted, shift = shift_grid(codes, grid, direction, offset)
-        layout = self.model.layout
-        image_ids = torch.where(shifted < 0, torch.full_like(shifted, layout.mask_id), shifted + layout.image_offset)
+        image_ids = codes_to_ids(shifted, self.model.layout)
         new = self.decode_codes(self.generate_codes([prompt], image_ids[None], **kwargs))[0]
         size = self.config.image_size
         square = preprocess_images([original], size)
@@ -158,7 +157,7 @@ class ShowoPipeline:
         layout = self.model.layout
         codes = layout.image_ids(self.encode_images(images)).tolist()
         texts = self.tokenizer.encode_batch([understanding_text(q) for q in questions])
-        rows = [[layout.mmu_id, layout.soi_id, *c, layout.eoi_id, layout.sot_id, *t] for c, t in zip(codes, texts)]
+        rows = [mmu_sequence(c, t, layout) for c, t in zip(codes, texts)]
         ids = left_pad(rows, layout.pad_id).to(self.device)
         generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
         new = generate_text(self.model, ids, max_new_tokens=max_new_tokens, top_k=top_k, top_p=top_p,

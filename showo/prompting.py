@@ -41,12 +41,15 @@ def t2i_prompt(
     return torch.cat([text.to(image_ids.device), wrap_image(image_ids, layout)], dim=1)
 
 
+def mmu_sequence(image_ids: Sequence[int], text_ids: Sequence[int], layout: TokenLayout) -> list[int]:
+    """``<mmu> <soi> image <eoi> <sot> text`` for one image and its question."""
+    return [layout.mmu_id, layout.soi_id, *image_ids, layout.eoi_id, layout.sot_id, *text_ids]
+
+
 def mmu_prompt(image_ids: torch.Tensor, text_ids: Sequence[int], layout: TokenLayout) -> torch.Tensor:
     """(B, 1 + N + 2 + 1 + T): one question for every image of the batch."""
-    batch = image_ids.shape[0]
-    head = torch.full((batch, 1), layout.mmu_id, device=image_ids.device)
-    text = torch.tensor([layout.sot_id, *text_ids], device=image_ids.device).expand(batch, -1)
-    return torch.cat([head, wrap_image(image_ids, layout), text], dim=1)
+    rows = [mmu_sequence(row, text_ids, layout) for row in image_ids.tolist()]
+    return torch.tensor(rows, dtype=torch.long, device=image_ids.device)
 
 
 def lm_prompt(text_ids: Sequence[Sequence[int]], layout: TokenLayout, max_length: int) -> torch.Tensor:

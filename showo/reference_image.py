@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from .attention import omni_attention_mask
-from .generate_image import check_guidance, guided, image_span, initial_codes
+from .generate_image import codes_to_ids, decoding_setup, guided
 from .maskgit import MASKED, MaskGITSampler
 
 
@@ -26,18 +26,14 @@ def naive_generate_image_tokens(
     callback=None,
 ) -> torch.Tensor:
     sampler = MaskGITSampler(steps, schedule, temperature, mode)
-    check_guidance(uncond_input_ids, guidance_scale)
     layout = model.layout
-    start, end = image_span(input_ids, layout)
-    codes = initial_codes(input_ids, layout, start, end)
+    start, end, codes, rows = decoding_setup(input_ids, uncond_input_ids, guidance_scale, layout)
     initially_masked = (codes == MASKED).sum(dim=-1)
-    rows = input_ids if guidance_scale == 0 else torch.cat([input_ids, uncond_input_ids])
     mask = omni_attention_mask(rows, layout)
     batch, sampled = codes.shape[0], codes
     for step in range(steps):
-        image = torch.where(codes == MASKED, torch.full_like(codes, layout.mask_id), codes + layout.image_offset)
         rows = rows.clone()
-        rows[:, start:end] = image.repeat(rows.shape[0] // batch, 1)
+        rows[:, start:end] = codes_to_ids(codes, layout).repeat(rows.shape[0] // batch, 1)
         full = model(rows, attention_mask=mask)  # (R, L, V)
         logits = full[:, start:end, layout.image_offset : layout.image_offset + layout.codebook_size]
         logits = guided(logits[:batch], logits[batch:] if guidance_scale else None, guidance_scale)

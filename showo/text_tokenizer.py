@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from .checkpoint import atomic_write
+from .checkpoint import atomic_write, read_json
 from .layout import SPECIAL_TOKENS, TokenLayout
 
 DEFAULT_BOS_EOS = "<|endoftext|>"
@@ -103,10 +103,7 @@ class TextTokenizer:
 def _bos_eos_from_config(path: Path) -> tuple[str, str]:
     if not path.is_file():
         return DEFAULT_BOS_EOS, DEFAULT_BOS_EOS
-    try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    config = read_json(path)
 
     def token(key: str) -> str:
         value = config.get(key) or DEFAULT_BOS_EOS

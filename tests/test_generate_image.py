@@ -1,6 +1,5 @@
 """MaskGIT decoding: the prefix-cached path against the naive full-recompute path."""
 
-import math
 
 import pytest
 import torch
