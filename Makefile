@@ -13,7 +13,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev,train]"
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev,train,demo]"
 	touch $@
 
 setup: $(VENV)/.installed

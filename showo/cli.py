@@ -31,8 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
     convert.set_defaults(run=_convert)
 
     from .cli_generate import register
+    from .data.pre_encode import register as register_pre_encode
+    from .quickstart import register as register_quickstart
+    from .training.cli import register as register_train
+    from .web import register as register_serve
 
     register(sub)
+    register_train(sub)
+    register_pre_encode(sub)
+    register_serve(sub)
+    register_quickstart(sub)
     return parser
 
 

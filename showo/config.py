@@ -176,10 +176,32 @@ SHOWO_PRESETS: dict[str, ShowoConfig] = {
         downsample_factor=8,
         max_text_length=32,
     ),
+    # world: the shipped model of the built-in world (showo/weights/world)
+    "world": ShowoConfig(
+        llm=PhiConfig(hidden_size=256, num_layers=4, num_heads=8, intermediate_size=1024,
+                      max_position_embeddings=512),
+        text_vocab_size=400,
+        bos_id=0,
+        eos_id=0,
+        codebook_size=1024,
+        image_size=64,
+        downsample_factor=8,
+        max_text_length=40,
+    ),
 }
 
 MAGVIT_PRESETS: dict[str, MagvitConfig] = {
     "magvitv2": MagvitConfig(),
+    # world: the shipped tokenizer of the built-in world (64x64 -> 8x8 codes of 1024)
+    "world": MagvitConfig(
+        channels=16,
+        encoder_channel_mult=(1, 2, 2, 4),
+        decoder_channel_mult=(1, 2, 2, 4),
+        encoder_blocks=(1, 1, 1, 1),
+        decoder_blocks=(1, 1, 1, 1),
+        z_channels=10,
+        norm_groups=8,
+    ),
     "tiny": MagvitConfig(
         channels=32,
         encoder_channel_mult=(1, 2, 2, 4),

@@ -1,0 +1,135 @@
+"""The Show-o training loop: mixed batches of the four flows, distributed through accelerate.
+
+The model knows nothing of accelerate: :class:`LossHead` wraps it, ``accelerator.prepare``
+wraps that (DDP, FSDP or DeepSpeed from accelerate's config), and checkpoints store the bare
+model. Running the same command again resumes from the last complete checkpoint in OUTPUT
+and continues exactly: same samples, same masks, same losses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from .checkpoints import latest_checkpoint, model_folder
+from .components import build_model, build_text_tokenizer, build_vq, resolve_init
+from .config import TrainConfig
+from .feeder import FlowFeeder, RowBuilder
+from .objective import LossHead, labelled_count
+from .run_state import (
+    RunState,
+    TrainerBase,
+    TrainingDiverged,
+    make_accelerator,
+    make_optimizer,
+    make_scheduler,
+)
+from .sequences import collate
+
+
+class ShowoTrainer(TrainerBase):
+    def __init__(self, config: TrainConfig, output: str | Path) -> None:
+        from ..data import build_source
+
+        self.config, self.output = config, Path(output)
+        self.output.mkdir(parents=True, exist_ok=True)
+        self.accelerator = make_accelerator(config)
+        acc, cfg = self.accelerator, config
+        resume = latest_checkpoint(self.output)
+        init = resolve_init(cfg.init_from, self.output) if cfg.init_from and resume is None else None
+        self.tokenizer = build_text_tokenizer(cfg, self.output, init, acc.is_main_process, acc.wait_for_everyone)
+        self.vq = build_vq(cfg, self.output, init, acc.is_main_process, acc.wait_for_everyone).to(acc.device)
+        self.model = build_model(cfg, self.tokenizer, self.vq, model_folder(resume) if resume else init)
+        self.micro_batch = _micro_batches(cfg, acc.num_processes)
+        builder = RowBuilder(cfg, self.model.layout, self.tokenizer, self.model.config.max_text_length)
+        self.feeders = {
+            flow: FlowFeeder(flow, build_source(cfg.data[flow], rank=acc.process_index, world_size=acc.num_processes,
+                                                seed=cfg.seed, on_bad_data=cfg.on_bad_data),
+                             builder, self.vq, self.model.config.image_size, acc.process_index,
+                             acc.num_processes, cfg.on_bad_data)
+            for flow in cfg.flows
+        }
+        optimizer = make_optimizer(self.model, cfg)
+        self.head, self.optimizer = acc.prepare(LossHead(self.model), optimizer)
+        self.scheduler = make_scheduler(self.optimizer, cfg)
+        self.state = RunState(self.output, acc, cfg.keep_last)
+        self.step = self.state.restore(resume, self.optimizer, self.scheduler, self.feeders) if resume else 0
+
+    # -- one optimisation step -----------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        cfg, acc = self.config, self.accelerator
+        started = time.perf_counter()
+        micro_rows = [{f: self.feeders[f].take(self.micro_batch[f]) for f in cfg.flows} for _ in range(cfg.grad_accum)]
+        batches = [{f: collate(rows[f], self.model.layout.pad_id) for f in cfg.flows} for rows in micro_rows]
+        local = torch.tensor([[sum(labelled_count(b[f][1]) for b in batches) for f in cfg.flows],
+                              [sum(int((b[f][0] != self.model.layout.pad_id).sum()) for b in batches)
+                               for f in cfg.flows]], dtype=torch.float64, device=acc.device)
+        counts, tokens = acc.reduce(local, "sum").clamp_min(1).unbind(0)
+        sums = torch.zeros(len(cfg.flows), dtype=torch.float64, device=acc.device)
+        for m, batch in enumerate(batches):
+            sync = contextlib.nullcontext() if m == len(batches) - 1 else acc.no_sync(self.head)
+            with sync:
+                loss = torch.zeros((), device=acc.device)
+                for i, flow in enumerate(cfg.flows):
+                    ids, labels = (t.to(acc.device) for t in batch[flow])
+                    summed = self.head(ids, labels)
+                    sums[i] += summed.detach().double()
+                    # DDP averages gradients over processes: scale so the global mean comes out.
+                    loss = loss + cfg.loss_weights[flow] * summed * acc.num_processes / counts[i].float()
+                acc.backward(loss)
+        flow_losses = (acc.reduce(sums, "sum") / counts).tolist()
+        record = {"step": self.step + 1}
+        record.update({f"loss_{f}": v for f, v in zip(cfg.flows, flow_losses)})
+        record["loss"] = sum(cfg.loss_weights[f] * v for f, v in zip(cfg.flows, flow_losses))
+        if not math.isfinite(record["loss"]):
+            raise TrainingDiverged(self.step + 1, record["loss"], latest_checkpoint(self.output))
+        record["grad_norm"] = float(acc.clip_grad_norm_(self.head.parameters(), cfg.grad_clip))
+        record["lr"] = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        ratios = [r.mask_ratio for rows in micro_rows for f in cfg.flows for r in rows[f] if r.mask_ratio is not None]
+        record["masking_rate"] = sum(ratios) / len(ratios) if ratios else None
+        record["tokens_per_s"] = float(tokens.sum()) / (time.perf_counter() - started)
+        return record
+
+    def pipeline(self):
+        from ..pipeline import ShowoPipeline
+
+        pipe = ShowoPipeline(self.model, self.vq, self.tokenizer)
+        self.model.train()  # the pipeline switches to eval mode; training goes on afterwards
+        return pipe
+
+    def save_final(self) -> None:
+        self.pipeline().save_pretrained(self.output / "final")
+
+    @torch.no_grad()
+    def write_samples(self) -> None:
+        from ..cli_generate import grid
+
+        prompts = list(self.config.sample_prompts) or ["", ""]
+        pipe = self.pipeline()
+        self.model.eval()
+        images = pipe.text_to_image(prompts, seed=0)
+        self.model.train()
+        folder = self.output / "samples"
+        folder.mkdir(exist_ok=True)
+        grid(images).save(folder / f"step-{self.step:08d}.png")
+
+
+def _micro_batches(cfg: TrainConfig, world_size: int) -> dict[str, int]:
+    sizes = {}
+    for flow in cfg.flows:
+        global_batch = cfg.batch_size.get(flow, 0)
+        if global_batch % (world_size * cfg.grad_accum) or global_batch == 0:
+            raise ValueError(
+                f"batch_size.{flow}={global_batch} must be a positive multiple of processes x grad_accum "
+                f"= {world_size} x {cfg.grad_accum}"
+            )
+        sizes[flow] = global_batch // (world_size * cfg.grad_accum)
+    return sizes

@@ -1,0 +1,116 @@
+"""Named training recipes (``showo train --preset NAME``); each is a plain dict of
+:class:`~showo.training.config.TrainConfig` fields, so a file or ``key=value`` can change any.
+
+* ``tiny``: a small model on the built-in world, with a frozen random image tokenizer: the CI
+  check that every flow trains and that loss goes down, in a minute on 2 CPU cores.
+* ``world-tokenizer``, ``world``: the recipe of the shipped model (``showo/weights/world``):
+  first the MAGVIT-v2 tokenizer on world images, then the transformer on all four flows.
+* ``world-stage1`` .. ``world-stage3`` and ``show-o-stage1`` .. ``show-o-stage3``: Show-o's
+  three stages (SHOWO_SPEC section 6), each starting from the previous stage's output by
+  name: ``--output runs/stage2`` with ``init_from=stage1`` starts from ``runs/stage1``.
+  The ``show-o-*`` ones are the paper's recipe at 256x256 for real data: set the data paths,
+  e.g. ``data.t2i.path='shards/{00000..01000}.tar'`` (see the README).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+WORLD_PROMPTS = (
+    "a red circle at the top left",
+    "two blue squares",
+    "a yellow triangle to the left of a green circle",
+    "three white circles",
+)
+
+
+def _world(kind: str, split: str = "train") -> dict[str, Any]:
+    return {"type": "world", "kind": kind, "split": split}
+
+
+_WORLD_DATA = {"t2i": _world("t2i"), "lm": _world("lm"), "mmu": _world("mmu"), "mixed": _world("interleaved")}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "model": {"preset": "tiny"},
+        "vq": {"preset": "world", "seed": 0},
+        "tokenizer": {"train_on": "world", "vocab_size": 400, "samples": 2000},
+        "data": _WORLD_DATA,
+        "batch_size": {"t2i": 8, "lm": 4, "mmu": 8, "mixed": 4},
+        "max_seq_length": 400,
+        "learning_rate": 2e-3,
+        "warmup_steps": 10,
+        "max_steps": 60,
+        "checkpoint_every": 20,
+        "sample_prompts": WORLD_PROMPTS[:2],
+    },
+    "world-tokenizer": {
+        "task": "tokenizer",
+        "vq": {"preset": "world"},
+        "image_size": 64,
+        "data": {"t2i": _world("t2i")},
+        "batch_size": {"t2i": 16},
+        "learning_rate": 2e-3,
+        "warmup_steps": 50,
+        "max_steps": 1500,
+        "checkpoint_every": 250,
+    },
+    "world": {
+        "model": {"preset": "world"},
+        "vq": "world-tokenizer",
+        "tokenizer": {"train_on": "world", "vocab_size": 400, "samples": 20000},
+        "data": _WORLD_DATA,
+        "batch_size": {"t2i": 16, "lm": 4, "mmu": 16, "mixed": 4},
+        "max_seq_length": 400,
+        "learning_rate": 1e-3,
+        "warmup_steps": 100,
+        "max_steps": 3000,
+        "checkpoint_every": 250,
+        "sample_every": 500,
+        "sample_prompts": WORLD_PROMPTS,
+    },
+}
+
+
+def _stage(base: dict[str, Any], data: dict[str, Any], init_from: str | None, lr: float, steps: int) -> dict:
+    d = copy.deepcopy(base)
+    d.update({"data": data, "init_from": init_from, "learning_rate": lr, "max_steps": steps})
+    return d
+
+
+# The world's three stages: the same split of the work as the paper, at world scale.
+_world_base = {k: v for k, v in PRESETS["world"].items() if k != "data"}
+PRESETS["world-stage1"] = _stage(
+    _world_base, {"lm": _world("lm"), "t2i": _world("class"), "mmu": _world("t2i")}, None, 1e-3, 1000)
+PRESETS["world-stage2"] = _stage(
+    _world_base, {"t2i": _world("t2i"), "mmu": _world("t2i")}, "world-stage1", 1e-3, 1000)
+PRESETS["world-stage3"] = _stage(_world_base, _WORLD_DATA, "world-stage2", 3e-4, 1000)
+
+# The paper's recipe (SHOWO_SPEC sections 6 and 8); data paths must be given.
+_paper_base = {
+    "model": {"preset": "show-o-256"},
+    "vq": None, "tokenizer": None,  # set to the MAGVIT-v2 and phi-1.5 folders
+    "batch_size": {"t2i": 16, "lm": 8, "mmu": 8, "mixed": 8},
+    "max_seq_length": 512, "warmup_steps": 5000, "mixed_precision": "bf16",
+    "gradient_checkpointing": True, "checkpoint_every": 5000, "sample_every": 5000,
+}
+_paper_data = {
+    "lm": {"type": "parquet", "path": None},
+    "class": {"type": "image_folder", "root": None},
+    "pairs": {"type": "webdataset", "path": None},
+    "llava": {"type": "llava", "path": None, "image_root": None},
+    "interleaved": {"type": "interleaved", "path": None},
+}
+PRESETS["show-o-stage1"] = _stage(_paper_base, {"lm": _paper_data["lm"], "t2i": _paper_data["class"],
+                                                "mmu": _paper_data["pairs"]}, None, 1e-4, 500_000)
+PRESETS["show-o-stage2"] = _stage(_paper_base, {"t2i": _paper_data["pairs"], "mmu": _paper_data["pairs"]},
+                                  "show-o-stage1", 1e-4, 1_000_000)
+PRESETS["show-o-stage3"] = _stage(_paper_base, {"t2i": _paper_data["pairs"], "mmu": _paper_data["llava"],
+                                                "mixed": _paper_data["interleaved"]}, "show-o-stage2", 2e-5, 50_000)
+
+
+def train_preset(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise ValueError(f"unknown training preset {name!r}; choose one of {sorted(PRESETS)}")
+    return copy.deepcopy(PRESETS[name])

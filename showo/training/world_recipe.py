@@ -1,0 +1,30 @@
+"""The recipe that produced the shipped model (``showo/weights/world``): first the image
+tokenizer (preset ``world-tokenizer``), then the transformer on all four flows (preset
+``world``), both on the built-in world. ``showo quickstart --retrain`` runs it; so do
+
+    showo train --preset world-tokenizer --output runs/world-tokenizer
+    showo train --preset world --output runs/world          # finds runs/world-tokenizer by name
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import build_config
+from .presets import train_preset
+
+
+def retrain(output: str | Path, tokenizer_steps: int | None = None, model_steps: int | None = None) -> Path:
+    """Train both into ``output/world-tokenizer`` and ``output/world``; returns the pipeline folder.
+    Each part resumes if it was interrupted."""
+    from .loop import ShowoTrainer
+    from .tokenizer_loop import TokenizerTrainer
+
+    output = Path(output)
+    for name, trainer, steps in (("world-tokenizer", TokenizerTrainer, tokenizer_steps),
+                                 ("world", ShowoTrainer, model_steps)):
+        overrides = [] if steps is None else [f"max_steps={steps}"]
+        config = build_config(train_preset(name), None, overrides)
+        if not (output / name / "final" / "config.json").is_file():
+            trainer(config, output / name).run()
+    return output / "world" / "final"

@@ -1,0 +1,137 @@
+"""``WorldDataset``: every training sample of the built-in world, from (split, seed, index).
+
+Each method is a pure function of (split, seed, kind, index): the random generator is
+``numpy.random.default_rng([seed, split_id, kind_id, index])``, so any sample can be
+recomputed on any worker, runs resume from a step counter, and shards never overlap.
+Samples are plain dicts in the format the training code consumes.
+
+Single objects are never held out, so ``class_sample`` draws the same distribution in both
+splits (from different random streams).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .language import RELATION_PHRASES, number_word, object_phrase, random_caption
+from .qa import QA_KINDS, make_question, unique_references
+from .scene import CLASS_NAMES, CLASSES, RELATIONS, SLOTS, Scene, pick, random_object, relation_holds, sample_scene
+
+SPLITS = ("train", "heldout")
+KINDS = ("t2i", "class", "mmu", "lm", "interleaved")
+FACTS = (
+    "A square has four corners.", "A triangle has three corners.", "A circle has no corners.",
+    "A square has four equal sides.", "A triangle has three sides.", "A circle is round.",
+    "A large object is bigger than a small object.", "The top left is above the bottom left.",
+    "The top left is to the left of the top right.", "Left is the opposite of right.",
+    "Above is the opposite of below.", "The background is always black.",
+    "There are four places: top left, top right, bottom left and bottom right.",
+    "There are six colours: red, green, blue, yellow, purple and white.",
+    "There are three shapes: circles, squares and triangles.",
+)
+
+
+def _sentence(text: str) -> str:
+    return text[0].upper() + text[1:] + "."
+
+
+class WorldDataset:
+    """Samples of one split; ``seed`` picks an independent copy of the whole stream."""
+
+    def __init__(self, split: str = "train", seed: int = 0, image_size: int = 64):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if image_size <= 0 or image_size % 16:
+            raise ValueError(f"image_size must be a positive multiple of 16, got {image_size}")
+        self.split, self.seed, self.image_size = split, seed, image_size
+
+    def _rng(self, kind: str, index: int) -> np.random.Generator:
+        if index < 0:
+            raise ValueError(f"index must be >= 0, got {index}")
+        return np.random.default_rng([self.seed, SPLITS.index(self.split), KINDS.index(kind), index])
+
+    def scene(self, rng: np.random.Generator, min_objects: int = 1) -> Scene:
+        return sample_scene(self.split, rng, self.image_size, min_objects)
+
+    def sample(self, kind: str, index: int) -> dict:
+        """The sample of ``kind`` (one of ``KINDS``) at ``index``."""
+        methods = {"t2i": self.t2i, "class": self.class_sample, "mmu": self.mmu, "lm": self.lm,
+                   "interleaved": self.interleaved}
+        if kind not in methods:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        return methods[kind](index)
+
+    def t2i(self, index: int) -> dict:
+        """A picture and one of many true captions of it."""
+        rng = self._rng("t2i", index)
+        scene = self.scene(rng)
+        return {"kind": "t2i", "image": scene.render(), "caption": random_caption(scene, rng), "scene": scene}
+
+    def class_sample(self, index: int) -> dict:
+        """One object of a uniformly drawn colour-shape class, anywhere, any size."""
+        rng = self._rng("class", index)
+        label = int(rng.integers(len(CLASSES)))
+        scene = Scene((random_object(rng, pick(rng, SLOTS), CLASSES[label]),), self.image_size)
+        return {"kind": "class", "image": scene.render(), "label": label, "class_name": CLASS_NAMES[label],
+                "scene": scene}
+
+    def mmu(self, index: int) -> dict:
+        """A picture and 1 to 3 question-answer turns of different kinds (``kinds`` names them)."""
+        rng = self._rng("mmu", index)
+        scene = self.scene(rng)
+        turns, kinds, n_turns = [], [], int(rng.integers(1, 4))
+        for kind in rng.permutation(QA_KINDS):
+            qa = make_question(str(kind), scene, rng)
+            if qa is not None:
+                turns.append(qa)
+                kinds.append(str(kind))
+            if len(turns) == n_turns:
+                break
+        return {"kind": "mmu", "image": scene.render(), "turns": turns, "kinds": kinds, "scene": scene}
+
+    def lm(self, index: int) -> dict:
+        """2 to 5 sentences: a scene told in words, and facts of the world."""
+        rng = self._rng("lm", index)
+        scene = self.scene(rng)
+        sentences = [_sentence(random_caption(scene, rng))]
+        extra = [_count_sentence(scene), _colour_sentence(scene, rng), _relation_sentence(scene, rng)]
+        extra = [s for s in extra if s] + [pick(rng, FACTS), pick(rng, FACTS)]
+        for k in rng.permutation(len(extra))[: int(rng.integers(1, 5))]:
+            sentences.append(extra[k])
+        return {"kind": "lm", "text": " ".join(sentences)}
+
+    def interleaved(self, index: int) -> dict:
+        """A scene built one object at a time: instruction, picture so far, instruction, ..."""
+        rng = self._rng("interleaved", index)
+        scene = self.scene(rng, min_objects=2)
+        order = [scene.objects[k] for k in rng.permutation(len(scene.objects))]
+        segments, scenes = [], []
+        for step, obj in enumerate(order):
+            verb = pick(rng, ("Start with", "Begin with", "First, draw")) if step == 0 else \
+                pick(rng, ("Now add", "Then add", "Add", "Next, put"))
+            segments.append(f"{verb} {object_phrase(obj, where=pick(rng, ('at the', 'in the')))}.")
+            scenes.append(Scene(tuple(order[: step + 1]), self.image_size))
+            segments.append(scenes[-1].render())
+        return {"kind": "interleaved", "segments": segments, "scenes": scenes}
+
+
+def _count_sentence(scene: Scene) -> str:
+    n = len(scene.objects)
+    return f"There {'is' if n == 1 else 'are'} {number_word(n)} object{'' if n == 1 else 's'}."
+
+
+def _colour_sentence(scene: Scene, rng: np.random.Generator) -> str | None:
+    obj = pick(rng, scene.objects)
+    refs = unique_references(obj, scene, {"colour", "slot"})
+    return _sentence(f"{refs[0]} is {obj.colour}") if refs else None
+
+
+def _relation_sentence(scene: Scene, rng: np.random.Generator) -> str | None:
+    if len(scene.objects) < 2:
+        return None
+    a, b = (scene.objects[k] for k in rng.permutation(len(scene.objects))[:2])
+    refs_a, refs_b = unique_references(a, scene, {"slot"}), unique_references(b, scene, {"slot"})
+    if not refs_a or not refs_b:
+        return None
+    relation = pick(rng, [r for r in RELATIONS if relation_holds(r, a, b)])
+    return _sentence(f"{refs_a[-1]} is {RELATION_PHRASES[relation]} {refs_b[-1]}")

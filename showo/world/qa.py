@@ -1,0 +1,162 @@
+"""Questions about a scene with short canonical answers, and an oracle that answers them.
+
+Answers are single words or short phrases ("red", "triangle", "three", "yes", "top left")
+so that understanding accuracy is an exact match after ``answer_matches``. Objects are
+referred to by the shortest phrases that pick out exactly one object and that do not give
+the answer away ("the red object" when asking for a shape, never "the red circle").
+
+``answer_question`` parses the same templates and answers from a scene; the tests run it on
+scenes read back from pixels, and it is the perfect-model baseline of evaluation scripts.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from .language import RELATION_PHRASES, ObjSpec, canonical_caption, noun_phrase, number_word, parse_caption
+from .scene import CLASSES, RELATIONS, SIZES, Obj, Scene, pick, relation_holds
+
+QA_KINDS = ("colour", "shape", "count", "presence", "position", "relation", "caption")
+# The first is the released captioning prompt (ShowoPipeline.caption asks it).
+CAPTION_QUESTIONS = ("Please describe this image in detail.", "Describe the image.", "What is in the image?",
+                     "Describe the picture.")
+# Attribute sets that may refer to an object, shortest first.
+_REFERENCES = (("shape",), ("colour",), ("slot",), ("size",), ("colour", "shape"), ("size", "shape"),
+               ("size", "colour"), ("size", "colour", "shape"))
+_TEMPLATES = {
+    "colour": ("What colour is {}?", "What is the colour of {}?", "Which colour is {}?"),
+    "shape": ("What shape is {}?", "What is the shape of {}?", "Which shape is {}?"),
+    "position": ("Where is {}?",),
+}
+
+
+def _reference(obj: Obj, keys: tuple[str, ...]) -> str:
+    """"the red object", "the small circle", "the object at the top left"."""
+    adjectives = [getattr(obj, k) for k in ("size", "colour") if k in keys]
+    noun = obj.shape if "shape" in keys else "object"
+    where = f" at the {obj.slot}" if "slot" in keys else ""
+    return "the " + " ".join(adjectives + [noun]) + where
+
+
+def unique_references(obj: Obj, scene: Scene, banned: set[str]) -> list[str]:
+    """Phrases that pick out ``obj`` alone in ``scene`` without naming a banned attribute."""
+    refs = []
+    for keys in _REFERENCES:
+        if banned.isdisjoint(keys):
+            same = [o for o in scene.objects if all(getattr(o, k) == getattr(obj, k) for k in keys)]
+            if len(same) == 1:
+                refs.append(_reference(obj, keys))
+    return refs
+
+
+def _attribute_question(kind: str, scene: Scene, rng: np.random.Generator) -> tuple[str, str] | None:
+    obj = pick(rng, scene.objects)
+    attribute = "slot" if kind == "position" else kind
+    refs = unique_references(obj, scene, {attribute})
+    if not refs:
+        return None
+    return pick(rng, _TEMPLATES[kind]).format(pick(rng, refs)), getattr(obj, attribute)
+
+
+def _count_question(scene: Scene, rng: np.random.Generator) -> tuple[str, str]:
+    obj = pick(rng, scene.objects)
+    keys = pick(rng, ((), ("colour",), ("shape",), ("colour", "shape")))
+    colour = obj.colour if "colour" in keys else None
+    shape = obj.shape if "shape" in keys else None
+    n = sum((colour in (None, o.colour)) and (shape in (None, o.shape)) for o in scene.objects)
+    noun = " ".join(w for w in (colour, (shape or "object") + "s") if w)
+    return f"How many {noun} are there?", number_word(n)
+
+
+def _presence_question(scene: Scene, rng: np.random.Generator) -> tuple[str, str]:
+    """Yes and no equally often: a present object's attributes, or attributes nobody has."""
+    keys = pick(rng, (("shape",), ("colour",), ("colour", "shape"), ("size", "colour", "shape")))
+    if rng.random() < 0.5:
+        obj = pick(rng, scene.objects)
+    else:
+        colour, shape = pick(rng, CLASSES)
+        obj = Obj(shape, colour, pick(rng, SIZES), scene.objects[0].slot)
+    phrase = noun_phrase(obj.shape if "shape" in keys else None, 1, obj.colour if "colour" in keys else None,
+                         obj.size if "size" in keys else None)
+    present = any(all(getattr(o, k) == getattr(obj, k) for k in keys) for o in scene.objects)
+    return f"Is there {phrase}?", "yes" if present else "no"
+
+
+def _relation_question(scene: Scene, rng: np.random.Generator) -> tuple[str, str] | None:
+    if len(scene.objects) < 2:
+        return None
+    a, b = (scene.objects[k] for k in rng.permutation(len(scene.objects))[:2])
+    refs_a, refs_b = unique_references(a, scene, {"slot"}), unique_references(b, scene, {"slot"})
+    if not refs_a or not refs_b:
+        return None
+    answer = "yes" if rng.random() < 0.5 else "no"
+    options = [r for r in RELATIONS if relation_holds(r, a, b) == (answer == "yes")]
+    relation = RELATION_PHRASES[pick(rng, options)]
+    return f"Is {pick(rng, refs_a)} {relation} {pick(rng, refs_b)}?", answer
+
+
+def make_question(kind: str, scene: Scene, rng: np.random.Generator) -> tuple[str, str] | None:
+    """A (question, answer) of ``kind``, or None when the scene cannot support one."""
+    if not scene.objects:
+        return None
+    if kind in _TEMPLATES:
+        return _attribute_question(kind, scene, rng)
+    if kind == "count":
+        return _count_question(scene, rng)
+    if kind == "presence":
+        return _presence_question(scene, rng)
+    if kind == "relation":
+        return _relation_question(scene, rng)
+    if kind == "caption":
+        return pick(rng, CAPTION_QUESTIONS), canonical_caption(scene)
+    raise ValueError(f"unknown question kind {kind!r}; expected one of {QA_KINDS}")
+
+
+# ---------------------------------------------------------------- the oracle
+
+_QUESTION_FORMS = (
+    (r"^(?:what colour is|what is the colour of|which colour is) (.+)$", "colour"),
+    (r"^(?:what shape is|what is the shape of|which shape is) (.+)$", "shape"),
+    (r"^where is (.+)$", "slot"),
+    (r"^how many (.+?)(?: are there)?$", "count"),
+    (r"^(?:is there|are there any|are there) (.+)$", "presence"),
+    (r"^is (.+)$", "relation"),
+)
+
+
+def _the_one(spec: ObjSpec, scene: Scene) -> Obj | None:
+    found = [o for o in scene.objects if spec.matches(o)]
+    return found[0] if len(found) == 1 else None
+
+
+def _answer(form: str, phrase: str, scene: Scene) -> str | None:
+    specs = parse_caption(phrase)
+    if not specs:
+        return None
+    if form in ("colour", "shape", "slot"):
+        obj = _the_one(specs[0], scene)
+        return None if obj is None else getattr(obj, form)
+    if form == "count":
+        return number_word(sum(specs[0].matches(o) for o in scene.objects))
+    if form == "presence":
+        return "yes" if any(specs[0].matches(o) for o in scene.objects) else "no"
+    if len(specs) != 2 or specs[0].relation is None:
+        return None
+    a, b = _the_one(specs[0], scene), _the_one(specs[1], scene)
+    if a is None or b is None:
+        return None
+    return "yes" if relation_holds(specs[0].relation[0], a, b) else "no"
+
+
+def answer_question(question: str, scene: Scene) -> str | None:
+    """The canonical answer to one of this module's questions, or None if it is not one."""
+    text = question.strip().lower().rstrip("?.! ")
+    if text in (q.lower().rstrip("?.") for q in CAPTION_QUESTIONS):
+        return canonical_caption(scene)
+    for pattern, form in _QUESTION_FORMS:
+        match = re.match(pattern, text)
+        if match:
+            return _answer(form, match.group(1), scene)
+    return None

@@ -1,0 +1,177 @@
+"""Training pieces on their own: configs, training rows, the loss, checkpoint bookkeeping."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import TINY
+
+from showo import ShowoModel
+from showo.attention import omni_attention_mask
+from showo.training.checkpoints import (
+    complete_checkpoints,
+    latest_checkpoint,
+    publish,
+    staging_dir,
+)
+from showo.training.config import TrainConfig, build_config, parse_overrides
+from showo.training.objective import LossHead
+from showo.training.presets import train_preset
+from showo.training.run_state import lr_factor
+from showo.training.sequences import (
+    IGNORE,
+    SampleTooLong,
+    collate,
+    lm_row,
+    mixed_row,
+    mmu_row,
+    sample_generator,
+    t2i_row,
+)
+
+LAYOUT = TINY.layout
+
+
+def test_overrides_parse_json_values_and_nest():
+    assert parse_overrides(["a.b=3", "c=x", "d=[1, 2]", "e=true"]) == {"a": {"b": 3}, "c": "x", "d": [1, 2], "e": True}
+    with pytest.raises(ValueError, match="key=value"):
+        parse_overrides(["learning_rate"])
+
+
+def test_config_precedence_and_source_replacement(tmp_path):
+    file = tmp_path / "c.toml"
+    file.write_text('learning_rate = 0.5\n[data.t2i]\ntype = "webdataset"\npath = "x/*.tar"\n')
+    cfg = build_config(train_preset("tiny"), file, ["learning_rate=0.25", "data.mixed=null"])
+    assert cfg.learning_rate == 0.25  # key=value beats the file, which beats the preset
+    assert cfg.data["t2i"] == {"type": "webdataset", "path": "x/*.tar"}  # another type replaces, not merges
+    assert cfg.flows == ("t2i", "lm", "mmu")
+
+
+@pytest.mark.parametrize("override, message", [
+    (["max_steps=0"], "max_steps must be >= 1"),
+    (["on_bad_data=ignore"], "on_bad_data"),
+    (["bogus=1"], "unknown training config keys"),
+    (["mixed_precision=fp8"], "mixed_precision"),
+])
+def test_bad_configs_are_refused_with_the_field_named(override, message):
+    with pytest.raises(ValueError, match=message):
+        build_config(train_preset("tiny"), None, override)
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(ValueError, match="world-stage1"):
+        train_preset("nope")
+
+
+def test_learning_rate_warms_up_then_follows_a_cosine():
+    cfg = TrainConfig(data={"lm": {}}, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    assert lr_factor(0, cfg) == pytest.approx(0.1) and lr_factor(9, cfg) == pytest.approx(1.0)
+    assert lr_factor(60, cfg) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert lr_factor(110, cfg) == pytest.approx(0.1)
+
+
+def codes(n=64, seed=0):
+    return torch.randint(0, TINY.codebook_size, (n,), generator=torch.Generator().manual_seed(seed))
+
+
+def test_t2i_row_learns_exactly_the_masked_image_positions():
+    c = codes()
+    row = t2i_row(c, [5, 6, 7], LAYOUT, TINY.max_text_length, sample_generator(0, "t2i", 3), 0.0, 0.0)
+    ids, labels = torch.tensor(row.ids), torch.tensor(row.labels)
+    start = TINY.max_text_length + 2  # first image position
+    assert ids[start - 1] == LAYOUT.soi_id and ids[-1] == LAYOUT.eoi_id and len(ids) == start + 64 + 1
+    masked = ids == LAYOUT.mask_id
+    assert masked.sum() == max(1, round(64 * row.mask_ratio))
+    assert torch.equal(labels[masked], LAYOUT.image_ids(c)[masked[start:-1]])
+    assert (labels[~masked] == IGNORE).all()
+    # same (seed, flow, position): same row; another position: another mask
+    again = t2i_row(c, [5, 6, 7], LAYOUT, TINY.max_text_length, sample_generator(0, "t2i", 3), 0.0, 0.0)
+    other = t2i_row(c, [5, 6, 7], LAYOUT, TINY.max_text_length, sample_generator(0, "t2i", 4), 0.0, 0.0)
+    assert again == row and other.ids != row.ids
+
+
+def test_masking_rate_follows_the_cosine_schedule_and_its_floor():
+    ratios = [t2i_row(codes(), [], LAYOUT, TINY.max_text_length, sample_generator(1, "t2i", i), 0.0, 0.0).mask_ratio
+              for i in range(400)]
+    # r = cos(pi/2 t), t ~ U(0, 1): E[r] = 2 / pi
+    assert sum(ratios) / len(ratios) == pytest.approx(2 / math.pi, abs=0.04)
+    floored = t2i_row(codes(), [], LAYOUT, TINY.max_text_length, sample_generator(1, "t2i", 0), 0.9, 0.0)
+    assert floored.mask_ratio >= 0.9
+
+
+def test_caption_dropout_gives_the_empty_prompt():
+    rows = [t2i_row(codes(), [5, 6, 7], LAYOUT, TINY.max_text_length, sample_generator(2, "t2i", i), 0.0, 0.5)
+            for i in range(100)]
+    dropped = [r for r in rows if 5 not in r.ids[: TINY.max_text_length + 1]]
+    assert 30 < len(dropped) < 70
+    assert dropped[0].ids[TINY.max_text_length - 2: TINY.max_text_length + 1] == [LAYOUT.t2i_id, LAYOUT.sot_id, LAYOUT.eot_id]
+
+
+def test_lm_row_predicts_every_next_token():
+    row = lm_row([5, 6, 7], LAYOUT, 16)
+    assert row.ids == [LAYOUT.sot_id, 5, 6, 7, LAYOUT.eot_id]
+    assert row.labels == [5, 6, 7, LAYOUT.eot_id, IGNORE]
+
+
+def test_mmu_row_learns_only_the_answer_and_its_end():
+    c = codes()
+    row = mmu_row(c, [5, 6], [7, 8], LAYOUT, 200)
+    prompt_len = 1 + 1 + 64 + 1 + 1 + 2
+    assert row.ids[prompt_len:] == [7, 8, LAYOUT.eot_id]
+    assert [lab for lab in row.labels if lab != IGNORE] == [7, 8, LAYOUT.eot_id]
+    assert row.labels[prompt_len - 1] == 7
+    with pytest.raises(SampleTooLong, match="budget 50"):
+        mmu_row(c, [5, 6], [7, 8], LAYOUT, 50)
+
+
+def test_mixed_row_ends_after_the_image_it_learns_to_generate():
+    a, b = codes(seed=1), codes(seed=2)
+    seen = set()
+    for position in range(40):
+        row = mixed_row([[5], a, [6], b], LAYOUT, 400, sample_generator(0, "mixed", position), 0.0)
+        ids = row.ids
+        assert ids[:3] == [LAYOUT.lvg_id, LAYOUT.sot_id, 5] and row.labels[1] == 5 and row.labels[2] == LAYOUT.soi_id
+        n_masked = ids.count(LAYOUT.mask_id)
+        if ids[-1] == LAYOUT.eot_id:  # no image masked: every text token learned, the end too
+            assert n_masked == 0 and row.labels[-2] == LAYOUT.eot_id
+            seen.add("none")
+        else:
+            assert ids[-1] == LAYOUT.eoi_id and n_masked >= 1
+            assert LAYOUT.mask_id in ids[-65:-1]  # only the last image is masked
+            seen.add(len(ids))
+    assert len(seen) == 3  # first image, second image, or none
+
+
+def test_collate_right_pads_with_ignored_labels():
+    ids, labels = collate([lm_row([5], LAYOUT, 8), lm_row([5, 6, 7], LAYOUT, 8)], LAYOUT.pad_id)
+    assert ids.shape == (2, 5) and ids[0, 3:].tolist() == [LAYOUT.pad_id] * 2
+    assert (labels[0, 3:] == IGNORE).all()
+
+
+def test_loss_head_equals_full_logits_cross_entropy():
+    torch.manual_seed(0)
+    model = ShowoModel(TINY)
+    rows = [t2i_row(codes(seed=i), [5, 6], LAYOUT, TINY.max_text_length, sample_generator(0, "t2i", i), 0.0, 0.0)
+            for i in range(3)]
+    ids, labels = collate(rows, LAYOUT.pad_id)
+    ours = LossHead(model)(ids, labels)
+    logits = model(ids, attention_mask=omni_attention_mask(ids, LAYOUT))
+    naive = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE, reduction="sum")
+    torch.testing.assert_close(ours, naive, rtol=1e-5, atol=1e-4)
+
+
+def test_half_written_checkpoints_are_never_resumed(tmp_path):
+    for step in (2, 4):
+        staging = staging_dir(tmp_path, step)
+        staging.mkdir(parents=True)
+        (staging / "trainer_state.json").write_text("{}")
+        publish(staging, keep_last=5)
+    staging_dir(tmp_path, 6).mkdir()  # killed while writing
+    (tmp_path / "checkpoints" / "step-00000008").mkdir()  # no trainer_state.json
+    assert latest_checkpoint(tmp_path).name == "step-00000004"
+    staging = staging_dir(tmp_path, 10)
+    staging.mkdir()
+    (staging / "trainer_state.json").write_text("{}")
+    publish(staging, keep_last=2)
+    assert [p.name for p in complete_checkpoints(tmp_path)] == ["step-00000004", "step-00000010"]

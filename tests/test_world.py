@@ -1,0 +1,287 @@
+"""The built-in world: determinism, the held-out rule, the pixel judge and the checks built on it."""
+
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from showo.world import (
+    CLASS_NAMES,
+    COLOURS,
+    GENEVAL_CATEGORIES,
+    HELDOUT_PAIRS,
+    KINDS,
+    QA_KINDS,
+    SLOTS,
+    Obj,
+    Scene,
+    WorldDataset,
+    answer_matches,
+    answer_question,
+    canonical_caption,
+    caption_matches,
+    check_prompt,
+    evaluator_accuracy,
+    geneval_prompts,
+    geneval_scores,
+    is_heldout,
+    parse_caption,
+    random_caption,
+    read_scene,
+    sample_scene,
+    scene_from_spec,
+)
+from showo.world.scene import CLASSES, SIZE_FRACTION, object_box, slot_box
+
+TRAIN = WorldDataset("train", seed=0)
+HELDOUT = WorldDataset("heldout", seed=0)
+
+
+def fingerprint(value):
+    """A comparable stand-in for a sample: pictures by their bytes, containers element-wise."""
+    if isinstance(value, Image.Image):
+        return value.size, value.tobytes()
+    if isinstance(value, dict):
+        return tuple(sorted((k, fingerprint(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(fingerprint(v) for v in value)
+    return value
+
+
+def other_colour(colour: str) -> str:
+    return COLOURS[(COLOURS.index(colour) + 1) % len(COLOURS)]
+
+
+def pair(first: tuple[str, str], second: tuple[str, str]) -> Scene:
+    """A scene of two (colour, shape) classes side by side."""
+    return Scene((Obj(first[1], first[0], "small", "top left"), Obj(second[1], second[0], "large", "top right")))
+
+
+def recoloured(scene: Scene, k: int) -> Scene:
+    objects = list(scene.objects)
+    o = objects[k]
+    objects[k] = Obj(o.shape, other_colour(o.colour), o.size, o.slot, o.jitter)
+    return Scene(tuple(objects), scene.image_size)
+
+
+# ---------------------------------------------------------------- samples and the world's rules
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_samples_are_pure_functions_of_split_seed_and_index(kind):
+    again, reseeded = WorldDataset("train", seed=0), WorldDataset("train", seed=1)
+    firsts = [fingerprint(TRAIN.sample(kind, i)) for i in range(12)]
+    assert firsts == [fingerprint(again.sample(kind, i)) for i in range(12)]
+    assert len(set(firsts)) >= 10  # different indices, different samples
+    assert sum(a != fingerprint(reseeded.sample(kind, i)) for i, a in enumerate(firsts)) >= 10
+    assert sum(a != fingerprint(HELDOUT.sample(kind, i)) for i, a in enumerate(firsts)) >= 10
+
+
+def test_pictures_have_the_asked_size_and_objects_stay_in_their_slots():
+    for size in (64, 128):
+        data = WorldDataset(image_size=size)
+        assert data.t2i(0)["image"].size == (size, size) and data.class_sample(0)["image"].size == (size, size)
+        for slot in SLOTS:
+            for jitter in [(-1.0, -1.0), (1.0, 1.0), (-1.0, 1.0)]:
+                scene = Scene((Obj("square", "white", "large", slot, jitter),), size)
+                x0, y0, x1, y1 = slot_box(slot, size)
+                lit = np.argwhere(np.asarray(scene.render()).max(axis=-1) > 0)  # (N, 2) rows, cols
+                assert lit[:, 0].min() > y0 and lit[:, 0].max() < y1 - 1
+                assert lit[:, 1].min() > x0 and lit[:, 1].max() < x1 - 1
+    small, large = (object_box(Obj("square", "red", s, "top left"), 64) for s in ("small", "large"))
+    assert small[2] - small[0] + 1 == round(SIZE_FRACTION["small"] * 32) == 13
+    assert large[2] - large[0] + 1 == round(SIZE_FRACTION["large"] * 32) == 22
+
+
+def test_scenes_reject_what_the_world_does_not_allow():
+    with pytest.raises(ValueError, match="one object per slot"):
+        Scene((Obj("circle", "red", "small", "top left"), Obj("square", "red", "small", "top left")))
+    with pytest.raises(ValueError, match="colour"):
+        Obj("circle", "orange", "small", "top left")
+    with pytest.raises(ValueError, match="multiple of 16"):
+        Scene((), image_size=50)
+    with pytest.raises(ValueError, match="split"):
+        WorldDataset("test")
+    a, b = Obj("circle", "red", "small", "top right"), Obj("square", "blue", "large", "top left", (0.5, 0.5))
+    same = Scene((b, Obj("circle", "red", "small", "top right", (-1.0, 1.0))))
+    assert Scene((a, b)) == same  # objects kept in slot order, jitter ignored
+
+
+def test_the_train_split_never_holds_a_heldout_combination():
+    rng = np.random.default_rng(0)
+    train = [sample_scene("train", rng) for _ in range(3000)] + [TRAIN.t2i(i)["scene"] for i in range(300)]
+    assert not any(is_heldout(s) for s in train)
+    seen = {cls for s in train for cls in s.class_counts()}
+    assert seen == set(CLASSES)  # every class is seen in training, held-out pairs included one by one
+    for a, b in HELDOUT_PAIRS:
+        assert any(s.class_counts()[a] for s in train if len(s.objects) > 1)  # seen beside other objects
+        assert not any(s.class_counts()[a] and s.class_counts()[b] and (a != b or s.class_counts()[a] > 1)
+                       for s in train)
+    heldout = [sample_scene("heldout", rng) for _ in range(500)] + [HELDOUT.t2i(i)["scene"] for i in range(100)]
+    assert all(is_heldout(s) for s in heldout)
+    assert is_heldout(pair(("red", "circle"), ("blue", "square")))
+    assert not is_heldout(pair(("red", "circle"), ("red", "square")))
+    assert is_heldout(pair(("green", "square"), ("green", "square")))
+
+
+# ---------------------------------------------------------------- the pixel judge
+
+
+@pytest.mark.parametrize("degrade", [False, True])
+def test_evaluator_recovers_scenes_exactly(degrade):
+    assert evaluator_accuracy(n=400, seed=0, degrade=degrade) >= 0.99
+
+
+def test_read_scene_takes_arrays_other_sizes_and_empty_pictures():
+    data = WorldDataset("heldout", image_size=128)
+    for i in range(20):
+        sample = data.t2i(i)
+        assert read_scene(sample["image"]) == sample["scene"]
+        assert read_scene(np.asarray(sample["image"]) / 255.0) == sample["scene"]
+    assert read_scene(Image.new("RGB", (64, 64))) == Scene(())
+    assert read_scene(np.zeros((64, 64, 3), np.uint8) + 20).objects == ()  # a dim background is no object
+
+
+# ---------------------------------------------------------------- language
+
+
+def test_captions_round_trip_and_fail_once_an_attribute_changes():
+    rng = np.random.default_rng(1)
+    for k in range(300):
+        scene = sample_scene(("train", "heldout")[k % 2], rng)
+        canonical = canonical_caption(scene)
+        assert caption_matches(canonical, scene, complete=True)
+        assert not caption_matches(canonical, recoloured(scene, k % len(scene.objects)))
+        caption = random_caption(scene, rng)
+        assert caption_matches(caption, scene) and len(caption.split()) <= 25, caption
+    four = Scene(tuple(Obj("circle", "red", "small", s) for s in SLOTS))
+    assert len(canonical_caption(four).split()) <= 25 and caption_matches(canonical_caption(four), four, complete=True)
+
+
+def test_parse_caption_reads_counts_sizes_slots_and_relations():
+    specs = parse_caption("Three objects: a big red circle in the upper-left corner and 2 blue squares.")
+    assert [(s.shape, s.colour, s.size, s.slot, s.count) for s in specs] == [
+        (None, None, None, None, 3), ("circle", "red", "large", "top left", 1), ("square", "blue", None, None, 2)]
+    two = Scene((Obj("circle", "red", "large", "top left"), Obj("square", "blue", "small", "bottom left"),
+                 Obj("square", "blue", "large", "bottom right")))
+    assert caption_matches("three objects: a big red circle in the upper-left corner and 2 blue squares", two)
+    assert not caption_matches("a red circle and a blue square", two)  # counts are exact
+    assert not caption_matches("four objects", two) and caption_matches("two blue squares", two)
+    assert caption_matches("a red circle above a blue square", Scene(two.objects[:2]))
+    assert not caption_matches("a red circle below a blue square", Scene(two.objects[:2]))
+    assert not caption_matches("a red circle", two, complete=True) and not caption_matches("hello", two)
+    assert caption_matches("there is no green triangle", two)
+
+
+def test_answers_match_after_normalisation():
+    assert answer_matches("The Top-Left corner.", "top left")
+    assert answer_matches("at the bottom right", "bottom right")
+    assert answer_matches("3", "three") and answer_matches("Yes.", "yes") and answer_matches("a Red", "red")
+    assert answer_matches("upper left", "top left") and answer_matches("big", "large")
+    assert not answer_matches("red", "blue") and not answer_matches("two", "three")
+    assert not answer_matches("top left", "top right") and not answer_matches("", "no")
+
+
+# ---------------------------------------------------------------- samples are true of their pictures
+
+
+def test_t2i_captions_are_true_of_the_pixels_and_varied():
+    captions = []
+    for i in range(200):
+        sample = (TRAIN if i % 2 else HELDOUT).t2i(i)
+        assert caption_matches(sample["caption"], read_scene(sample["image"])), sample["caption"]
+        captions.append(sample["caption"])
+    text = " | ".join(captions)
+    for form in ("to the left of", "objects:", "there is", " two ", "at the", "small", "large"):
+        assert form in text, form
+    colourless = [c for c in captions if not any(colour in c for colour in COLOURS)]
+    assert 0 < len(colourless) < len(captions) // 4
+
+
+def test_every_question_kind_appears_and_its_answer_is_read_from_the_pixels():
+    kinds, yes_no = set(), set()
+    for i in range(150):
+        sample = (TRAIN if i % 3 else HELDOUT).mmu(i)
+        seen = read_scene(sample["image"])
+        assert seen == sample["scene"] and 1 <= len(sample["turns"]) <= 3
+        for (question, answer), kind in zip(sample["turns"], sample["kinds"]):
+            kinds.add(kind)
+            if kind == "caption":
+                assert caption_matches(answer, seen, complete=True)
+            else:
+                assert answer_matches(answer_question(question, seen), answer), (question, answer)
+            if kind in ("presence", "relation"):
+                yes_no.add((kind, answer))
+    assert kinds == set(QA_KINDS)
+    assert yes_no == {(k, a) for k in ("presence", "relation") for a in ("yes", "no")}
+    scene = Scene((Obj("circle", "red", "small", "top left"), Obj("circle", "red", "large", "top right")))
+    assert answer_question("What colour is the circle?", scene) is None  # two circles: no unique answer
+    assert answer_question("Is the small circle to the left of the large circle?", scene) == "yes"
+    assert answer_question("What is the meaning of this?", scene) is None
+
+
+def test_class_samples_show_their_class():
+    labels = set()
+    for i in range(120):
+        sample = TRAIN.class_sample(i)
+        (obj,) = read_scene(sample["image"]).objects
+        assert sample["class_name"] == CLASS_NAMES[sample["label"]] == obj.class_name
+        labels.add(sample["label"])
+    assert labels == set(range(18))
+
+
+def test_interleaved_pictures_hold_exactly_the_objects_announced_so_far():
+    for i in range(40):
+        segments = (TRAIN if i % 2 else HELDOUT).interleaved(i)["segments"]
+        assert 4 <= len(segments) <= 8
+        texts, images = segments[0::2], segments[1::2]
+        assert all(isinstance(t, str) for t in texts) and all(isinstance(m, Image.Image) for m in images)
+        assert len(texts) == len(images)
+        for step, image in enumerate(images):
+            seen = read_scene(image)
+            assert len(seen.objects) == step + 1
+            assert caption_matches(" and ".join(texts[: step + 1]), seen, complete=True)
+
+
+def test_lm_passages_are_short_sentences():
+    for i in range(50):
+        text = TRAIN.lm(i)["text"]
+        sentences = re.split(r"(?<=\.) ", text)
+        assert 2 <= len(sentences) <= 5 and all(s[0].isupper() and s.endswith(".") for s in sentences), text
+
+
+# ---------------------------------------------------------------- GenEval-style prompts
+
+
+def test_geneval_prompts_are_heldout_and_checked_right():
+    prompts = geneval_prompts(n_per_category=8, seed=0)
+    assert [p["category"] for p in prompts] == [c for c in GENEVAL_CATEGORIES for _ in range(8)]
+    assert geneval_prompts(8, seed=0) == prompts and geneval_prompts(8, seed=1) != prompts
+    rng = np.random.default_rng(2)
+    for p in prompts:
+        spec, scene = p["spec"], scene_from_spec(p["spec"], rng)
+        assert check_prompt(spec, scene) and check_prompt(spec, read_scene(scene.render()))
+        assert caption_matches(p["prompt"], scene), p["prompt"]  # prompts speak the world's language
+        if p["category"] in ("counting", "position", "attribute_binding"):
+            assert is_heldout(scene), p["prompt"]
+        if spec["objects"][0]["colour"] is not None:
+            assert not check_prompt(spec, recoloured(scene, 0))
+        free = [s for s in SLOTS if s not in {o.slot for o in scene.objects}]
+        if free:
+            extra = Scene(scene.objects + (Obj("triangle", "white", "small", free[0]),))
+            assert check_prompt(spec, extra) == (not spec["exact"]), p["prompt"]
+        if p["category"] == "position":
+            a, b = scene.objects
+            swapped = Scene((Obj(a.shape, a.colour, a.size, b.slot), Obj(b.shape, b.colour, b.size, a.slot)))
+            assert not check_prompt(spec, swapped)
+        if p["category"] == "counting":
+            assert not check_prompt(spec, Scene(scene.objects[1:])) and not check_prompt(spec, recoloured(scene, 1))
+
+
+def test_geneval_scores_average_the_categories():
+    results = [{"category": "counting", "correct": c} for c in (True, False, False, False)]
+    results += [{"category": "colors", "correct": True}]
+    assert geneval_scores(results) == {"counting": 0.25, "colors": 1.0, "overall": 0.625}
+    with pytest.raises(ValueError, match="category"):
+        geneval_scores([{"category": "style", "correct": True}])
