@@ -50,6 +50,7 @@ class TrainConfig:
     # -- tokenizer training (task = "tokenizer") ----------------------------------------------
     image_size: int = 256  # training images are resized and cropped to this
     recon_loss: str = "l1"  # "l1" | "l2"
+    entropy_weight: float = 1.0  # scales the quantizer's entropy loss (its own multiplier is 0.1)
     adversarial_weight: float = 0.0  # > 0 adds a PatchGAN discriminator (hinge loss)
     adversarial_start: int = 0
     # -- bookkeeping -------------------------------------------------------------------------

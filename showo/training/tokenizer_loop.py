@@ -71,7 +71,7 @@ class TokenizerObjective(nn.Module):
             gen = -functional_call(self.discriminator, frozen, (recon,)).mean() * self.cfg.adversarial_weight
             disc = (F.relu(1 - self.discriminator(pixels)).mean()
                     + F.relu(1 + self.discriminator(recon.detach())).mean())
-        parts = torch.stack([rec, quant["commitment_loss"], quant["entropy_loss"], gen, disc])
+        parts = torch.stack([rec, quant["commitment_loss"], quant["entropy_loss"] * self.cfg.entropy_weight, gen, disc])
         mse = (error.detach() / 2).pow(2).mean()  # on [0, 1] pixels, for the PSNR
         return parts.sum(), torch.cat([parts.detach(), mse[None]])
 
@@ -120,6 +120,7 @@ class TokenizerTrainer(TrainerBase):
         from ..data import build_source
 
         self.config, self.output = config, Path(output)
+        self.output.mkdir(parents=True, exist_ok=True)
         self.accelerator = acc = make_accelerator(config)
         resume = latest_checkpoint(self.output)
         if resume is not None:

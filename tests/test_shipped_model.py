@@ -1,0 +1,40 @@
+"""The model that ships in the repository: small enough, loadable, and the reduced quickstart
+runs on it end to end (so the README's first command cannot silently break)."""
+
+import json
+
+import pytest
+
+from showo.cli import main
+from showo.shipped import SHIPPED_DIR, shipped_model_dir
+
+KEYS = ("t2i_overall", "t2i_single_object", "t2i_two_objects", "t2i_counting", "t2i_colors", "t2i_position",
+        "t2i_attribute_binding", "vqa_accuracy", "caption_accuracy", "recon_psnr", "inpaint_accuracy",
+        "extrapolation_accuracy", "mixed_modality_consistency", "evaluator_accuracy")
+
+
+def test_shipped_weights_are_in_the_repository_and_small():
+    folder = shipped_model_dir()
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= 40 * 2**20
+    assert {"model.safetensors", "config.json", "tokenizer.json"} <= {p.name for p in files}
+    assert (folder / "vq" / "model.safetensors").is_file()
+    assert (folder / "training" / "metrics_model.jsonl").is_file()  # the log that produced it
+
+
+def test_reduced_quickstart_on_the_shipped_model(tmp_path):
+    assert main(["quickstart", "--ci", "--output", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for key in KEYS:
+        assert key in metrics and metrics[key] >= 0
+    assert "seconds" in metrics and (tmp_path / "report.html").stat().st_size > 1000
+    assert metrics["evaluator_accuracy"] >= 0.99
+
+
+def test_missing_shipped_model_is_a_clear_error(monkeypatch, tmp_path):
+    import showo.shipped as shipped
+
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "nothing")
+    with pytest.raises(FileNotFoundError, match="quickstart --retrain"):
+        shipped.shipped_model_dir()
+    assert SHIPPED_DIR.name == "world"
