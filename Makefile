@@ -22,10 +22,12 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 quickstart: setup
-	$(BIN)/python examples/core_tour.py --output $(OUTPUT)
+	$(BIN)/showo quickstart --output $(OUTPUT)
 
 bench: setup
 	$(BIN)/python benchmarks/forward.py
+	$(BIN)/python benchmarks/inference.py
+	$(BIN)/python benchmarks/training.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -20,19 +20,19 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import describe_machine  # noqa: E402
+from common import describe_machine
 
-from showo.data.world_source import world_texts  # noqa: E402
-from showo.text_tokenizer import TextTokenizer  # noqa: E402
-from showo.training.config import build_config  # noqa: E402
-from showo.training.loop import ShowoTrainer  # noqa: E402
-from showo.training.presets import train_preset  # noqa: E402
+from showo.data.world_source import world_texts
+from showo.text_tokenizer import TextTokenizer
+from showo.training.config import build_config
+from showo.training.loop import ShowoTrainer
+from showo.training.presets import train_preset
 
 SETTINGS = {
     "tiny": [],  # 64 wide, 2 layers
     "mid-size": [  # 512 wide, 8 layers, 8 heads (~27M parameters)
-        'model={"preset": "world", "llm": {"hidden_size": 512, "num_layers": 8, "num_heads": 8, '
-        '"intermediate_size": 2048}}',
+        ('model={"preset": "world", "llm": {"hidden_size": 512, "num_layers": 8, "num_heads": 8, '
+        '"intermediate_size": 2048}}'),
     ],
 }
 
@@ -69,8 +69,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         TextTokenizer.train_bpe(world_texts(500), vocab_size=400).save(folder)
         rows = [measure(name, extra, args.steps, Path(folder), args.mixed_precision) for name, extra in SETTINGS.items()]
-    print(f"machine: {describe_machine(rows[0]['device'])}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, precision {args.mixed_precision}")
+    print(f"machine: {describe_machine(rows[0]['device'])}, precision {args.mixed_precision}")
     print("| setting | parameters | tokens/s | s/step | peak memory |")
     print("|---|---|---|---|---|")
     for r in rows:

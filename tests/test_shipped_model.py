@@ -32,7 +32,7 @@ def test_reduced_quickstart_on_the_shipped_model(tmp_path):
 
 
 def test_missing_shipped_model_is_a_clear_error(monkeypatch, tmp_path):
-    import showo.shipped as shipped
+    from showo import shipped
 
     monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "nothing")
     with pytest.raises(FileNotFoundError, match="quickstart --retrain"):

@@ -8,6 +8,7 @@ tokenizer (preset ``world-tokenizer``), then the transformer on all four flows (
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .config import build_config
@@ -26,5 +27,7 @@ def retrain(output: str | Path, tokenizer_steps: int | None = None, model_steps:
         overrides = [] if steps is None else [f"max_steps={steps}"]
         config = build_config(train_preset(name), None, overrides)
         if not (output / name / "final" / "config.json").is_file():
+            (output / name).mkdir(parents=True, exist_ok=True)
+            (output / name / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
             trainer(config, output / name).run()
     return output / "world" / "final"
