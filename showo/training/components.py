@@ -43,12 +43,12 @@ def resolve_init(init_from: str, output: str | Path) -> Path:
 def build_text_tokenizer(cfg: TrainConfig, output: Path, init: Path | None, is_main: bool, wait) -> TextTokenizer:
     stored = output / "tokenizer"
     if is_main and not (stored / "tokenizer.json").is_file():
-        _make_text_tokenizer(cfg.tokenizer, init).save(stored)
+        make_text_tokenizer(cfg.tokenizer, init).save(stored)
     wait()  # every process waits, whoever wrote: they must not decide apart
     return TextTokenizer.from_folder(stored)
 
 
-def _make_text_tokenizer(spec, init: Path | None) -> TextTokenizer:
+def make_text_tokenizer(spec, init: Path | None) -> TextTokenizer:
     if isinstance(spec, str):
         return TextTokenizer.from_folder(spec)
     if isinstance(spec, dict) and "train_on" in spec:
@@ -64,14 +64,14 @@ def _make_text_tokenizer(spec, init: Path | None) -> TextTokenizer:
 def build_vq(cfg: TrainConfig, output: Path, init: Path | None, is_main: bool, wait) -> MagvitV2:
     stored = output / "vq"
     if is_main and not (stored / "config.json").is_file():
-        _make_vq(cfg.vq, init, output).save_pretrained(stored)
+        make_vq(cfg.vq, init, output).save_pretrained(stored)
     wait()
     vq = MagvitV2.from_pretrained(stored).eval()
     vq.requires_grad_(False)
     return vq
 
 
-def _make_vq(spec, init: Path | None, output: Path) -> MagvitV2:
+def make_vq(spec, init: Path | None, output: Path) -> MagvitV2:
     if isinstance(spec, str):  # a folder, or the name of a tokenizer run beside this one
         return MagvitV2.from_pretrained(resolve_init(spec, output))
     if isinstance(spec, dict) and "preset" in spec:

@@ -122,8 +122,7 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     for key, value in update.items():
         old = out.get(key)
         # A data source of another type replaces the old spec instead of mixing fields of both.
-        same_kind = isinstance(old, dict) and old.get("type") == value.get("type", old.get("type")) if isinstance(value, dict) else False
-        if isinstance(value, dict) and isinstance(old, dict) and same_kind:
+        if isinstance(value, dict) and isinstance(old, dict) and value.get("type", old.get("type")) == old.get("type"):
             out[key] = merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)

@@ -9,7 +9,6 @@ and continues exactly: same samples, same masks, same losses.
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from pathlib import Path
 
@@ -21,12 +20,8 @@ from .config import TrainConfig
 from .feeder import FlowFeeder, RowBuilder
 from .objective import LossHead, labelled_count
 from .run_state import (
-    RunState,
     TrainerBase,
-    TrainingDiverged,
     make_accelerator,
-    make_optimizer,
-    make_scheduler,
 )
 from .sequences import collate
 
@@ -53,11 +48,7 @@ class ShowoTrainer(TrainerBase):
                              acc.num_processes, cfg.on_bad_data)
             for flow in cfg.flows
         }
-        optimizer = make_optimizer(self.model, cfg)
-        self.head, self.optimizer = acc.prepare(LossHead(self.model), optimizer)
-        self.scheduler = make_scheduler(self.optimizer, cfg)
-        self.state = RunState(self.output, acc, cfg.keep_last)
-        self.step = self.state.restore(resume, self.optimizer, self.scheduler, self.feeders) if resume else 0
+        self.prepare(LossHead(self.model), resume)
 
     # -- one optimisation step -----------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
@@ -85,14 +76,7 @@ class ShowoTrainer(TrainerBase):
         record = {"step": self.step + 1}
         record.update({f"loss_{f}": v for f, v in zip(cfg.flows, flow_losses)})
         record["loss"] = sum(cfg.loss_weights[f] * v for f, v in zip(cfg.flows, flow_losses))
-        if not math.isfinite(record["loss"]):
-            raise TrainingDiverged(self.step + 1, record["loss"], latest_checkpoint(self.output))
-        record["grad_norm"] = float(acc.clip_grad_norm_(self.head.parameters(), cfg.grad_clip))
-        record["lr"] = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
+        self.apply_gradients(record, [record["loss"]])
         ratios = [r.mask_ratio for rows in micro_rows for f in cfg.flows for r in rows[f] if r.mask_ratio is not None]
         record["masking_rate"] = sum(ratios) / len(ratios) if ratios else None
         record["tokens_per_s"] = float(tokens.sum()) / (time.perf_counter() - started)

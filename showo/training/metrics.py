@@ -22,8 +22,8 @@ class MetricsLog:
         """A run killed after its last checkpoint logged steps that will run again: drop them."""
         if not self.path.exists():
             return
-        kept = [line for line in self.path.read_text().splitlines() if _step_of(line) is not None
-                and _step_of(line) <= step]
+        kept = [line for line in self.path.read_text().splitlines()
+                if (logged := _step_of(line)) is not None and logged <= step]
         self.path.write_text("".join(line + "\n" for line in kept))
 
     def log(self, record: dict[str, Any]) -> None:

@@ -13,12 +13,15 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import read_json, save_safetensors
 from .checkpoints import (
+    checkpoint_root,
+    latest_checkpoint,
     load_optimizer_state,
     publish,
     read_trainer_state,
     restore_rng,
     save_rng,
     staging_dir,
+    step_dir_name,
     write_json,
 )
 from .config import TrainConfig
@@ -86,7 +89,7 @@ class RunState:
         if acc.distributed_type.value == "FSDP":  # gather the shards; keys lose the LossHead prefix
             state = {k.removeprefix("model."): v for k, v in acc.get_state_dict(head).items()}
         acc.wait_for_everyone()
-        final = staging.parent / staging.name[1:].removesuffix(".tmp")
+        final = checkpoint_root(self.output) / step_dir_name(step)
         if acc.is_main_process:
             if state is None:
                 model.save_pretrained(staging / "model")
@@ -96,7 +99,7 @@ class RunState:
             write_json(staging / "trainer_state.json", {
                 "step": step, "scheduler": scheduler.state_dict(), "world_size": acc.num_processes,
             })
-            final = publish(staging, self.keep_last)
+            publish(staging, self.keep_last)
         acc.wait_for_everyone()
         return final
 
@@ -128,6 +131,26 @@ class TrainerBase:
 
     def write_samples(self) -> None:
         """Optional: pictures of the model's progress every ``sample_every`` steps."""
+
+    def prepare(self, module: nn.Module, resume: Path | None) -> None:
+        """Wrap ``module`` and its optimiser through accelerate, make the schedule, and restore
+        optimiser, schedule, data position and RNG from ``resume`` (``self.feeders`` set first)."""
+        cfg, acc = self.config, self.accelerator
+        self.head, self.optimizer = acc.prepare(module, make_optimizer(self.model, cfg))
+        self.scheduler = make_scheduler(self.optimizer, cfg)
+        self.state = RunState(self.output, acc, cfg.keep_last)
+        self.step = self.state.restore(resume, self.optimizer, self.scheduler, self.feeders) if resume else 0
+
+    def apply_gradients(self, record: dict, losses: list[float]) -> None:
+        """After the backward pass: stop on a non-finite loss, else clip, step and count the step."""
+        if not all(math.isfinite(v) for v in losses):
+            raise TrainingDiverged(self.step + 1, record["loss"], latest_checkpoint(self.output))
+        record["grad_norm"] = float(self.accelerator.clip_grad_norm_(self.head.parameters(), self.config.grad_clip))
+        record["lr"] = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
 
     # -- the whole run --------------------------------------------------------------------------
     def run(self, max_steps: int | None = None, on_step=None) -> list[dict[str, float]]:

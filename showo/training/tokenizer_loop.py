@@ -27,15 +27,11 @@ from ..data.errors import BadSample, BadSampleWarning
 from ..image_processing import preprocess_images
 from ..magvit2 import MagvitV2
 from .checkpoints import latest_checkpoint, model_folder
-from .components import _make_vq, resolve_init
+from .components import make_vq, resolve_init
 from .config import TrainConfig
 from .run_state import (
-    RunState,
     TrainerBase,
-    TrainingDiverged,
     make_accelerator,
-    make_optimizer,
-    make_scheduler,
 )
 
 
@@ -129,7 +125,7 @@ class TokenizerTrainer(TrainerBase):
             vq = MagvitV2.from_pretrained(resolve_init(config.init_from, self.output))
         else:
             torch.manual_seed(config.seed)
-            vq = _make_vq(config.vq, None, self.output)
+            vq = make_vq(config.vq, None, self.output)
         self.model = TokenizerObjective(vq.train(), config)
         if resume is not None and self.model.discriminator is not None:
             self.model.discriminator.load_state_dict(load_state_dict(model_folder(resume) / "discriminator.safetensors"))
@@ -140,10 +136,7 @@ class TokenizerTrainer(TrainerBase):
         source = build_source(config.data[flow], rank=acc.process_index, world_size=acc.num_processes,
                               seed=config.seed, on_bad_data=config.on_bad_data)
         self.feeders = {flow: ImageFeeder(source, config.on_bad_data)}
-        self.head, self.optimizer = acc.prepare(self.model, make_optimizer(self.model, config))
-        self.scheduler = make_scheduler(self.optimizer, config)
-        self.state = RunState(self.output, acc, config.keep_last)
-        self.step = self.state.restore(resume, self.optimizer, self.scheduler, self.feeders) if resume else 0
+        self.prepare(self.model, resume)
 
     def train_step(self) -> dict[str, float]:
         cfg, acc = self.config, self.accelerator
@@ -155,14 +148,7 @@ class TokenizerTrainer(TrainerBase):
         acc.backward(loss)
         *parts, mse = acc.reduce(parts, "mean").tolist()
         record = {"step": self.step + 1, "loss": sum(parts), **{f"loss_{n}": v for n, v in zip(PARTS, parts)}}
-        if not all(math.isfinite(v) for v in parts):
-            raise TrainingDiverged(self.step + 1, record["loss"], latest_checkpoint(self.output))
-        record["grad_norm"] = float(acc.clip_grad_norm_(self.head.parameters(), cfg.grad_clip))
-        record["lr"] = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
+        self.apply_gradients(record, parts)
         record["psnr"] = 10 * math.log10(1 / max(mse, 1e-10))
         record["images_per_s"] = len(pixels) * acc.num_processes / (time.perf_counter() - started)
         return record

@@ -9,7 +9,13 @@ prompts and their checks. numpy and pillow only.
 
 from .dataset import KINDS, SPLITS, WorldDataset
 from .evaluator import degrade_image, evaluator_accuracy, read_scene
-from .geneval import GENEVAL_CATEGORIES, check_prompt, geneval_prompts, geneval_scores, scene_from_spec
+from .geneval import (
+    GENEVAL_CATEGORIES,
+    check_prompt,
+    geneval_prompts,
+    geneval_scores,
+    scene_from_spec,
+)
 from .language import (
     ObjSpec,
     answer_matches,

@@ -14,8 +14,18 @@ from __future__ import annotations
 import numpy as np
 
 from .language import RELATION_PHRASES, number_word, object_phrase, random_caption
-from .qa import QA_KINDS, make_question, unique_references
-from .scene import CLASS_NAMES, CLASSES, RELATIONS, SLOTS, Scene, pick, random_object, relation_holds, sample_scene
+from .qa import QA_KINDS, make_question, referenced_pair, unique_references
+from .scene import (
+    CLASS_NAMES,
+    CLASSES,
+    RELATIONS,
+    SLOTS,
+    Scene,
+    pick,
+    random_object,
+    relation_holds,
+    sample_scene,
+)
 
 SPLITS = ("train", "heldout")
 KINDS = ("t2i", "class", "mmu", "lm", "interleaved")
@@ -127,11 +137,9 @@ def _colour_sentence(scene: Scene, rng: np.random.Generator) -> str | None:
 
 
 def _relation_sentence(scene: Scene, rng: np.random.Generator) -> str | None:
-    if len(scene.objects) < 2:
+    pair = referenced_pair(scene, rng)
+    if pair is None:
         return None
-    a, b = (scene.objects[k] for k in rng.permutation(len(scene.objects))[:2])
-    refs_a, refs_b = unique_references(a, scene, {"slot"}), unique_references(b, scene, {"slot"})
-    if not refs_a or not refs_b:
-        return None
+    a, b, refs_a, refs_b = pair
     relation = pick(rng, [r for r in RELATIONS if relation_holds(r, a, b)])
     return _sentence(f"{refs_a[-1]} is {RELATION_PHRASES[relation]} {refs_b[-1]}")

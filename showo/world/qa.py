@@ -15,7 +15,14 @@ import re
 
 import numpy as np
 
-from .language import RELATION_PHRASES, ObjSpec, canonical_caption, noun_phrase, number_word, parse_caption
+from .language import (
+    RELATION_PHRASES,
+    ObjSpec,
+    canonical_caption,
+    noun_phrase,
+    number_word,
+    parse_caption,
+)
 from .scene import CLASSES, RELATIONS, SIZES, Obj, Scene, pick, relation_holds
 
 QA_KINDS = ("colour", "shape", "count", "presence", "position", "relation", "caption")
@@ -84,13 +91,22 @@ def _presence_question(scene: Scene, rng: np.random.Generator) -> tuple[str, str
     return f"Is there {phrase}?", "yes" if present else "no"
 
 
-def _relation_question(scene: Scene, rng: np.random.Generator) -> tuple[str, str] | None:
+def referenced_pair(scene: Scene, rng: np.random.Generator) -> tuple[Obj, Obj, list[str], list[str]] | None:
+    """Two different objects and the ways to name each without its slot (None if either has none)."""
     if len(scene.objects) < 2:
         return None
     a, b = (scene.objects[k] for k in rng.permutation(len(scene.objects))[:2])
     refs_a, refs_b = unique_references(a, scene, {"slot"}), unique_references(b, scene, {"slot"})
     if not refs_a or not refs_b:
         return None
+    return a, b, refs_a, refs_b
+
+
+def _relation_question(scene: Scene, rng: np.random.Generator) -> tuple[str, str] | None:
+    pair = referenced_pair(scene, rng)
+    if pair is None:
+        return None
+    a, b, refs_a, refs_b = pair
     answer = "yes" if rng.random() < 0.5 else "no"
     options = [r for r in RELATIONS if relation_holds(r, a, b) == (answer == "yes")]
     relation = RELATION_PHRASES[pick(rng, options)]
