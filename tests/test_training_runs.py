@@ -16,6 +16,7 @@ from PIL import Image
 from showo.cli import main
 from showo.data.errors import BadSample, BadSampleWarning
 from showo.data.world_source import world_texts
+from showo.magvit2 import MagvitV2
 from showo.text_tokenizer import TextTokenizer
 from showo.training.config import build_config
 from showo.training.loop import ShowoTrainer
@@ -170,3 +171,17 @@ def test_tokenizer_training_improves_reconstruction_and_resumes(tmp_path):
     assert main([*args[:6], "9", *args[7:]]) == 0  # resumes from step 6
     assert [r["step"] for r in read_metrics(tmp_path)] == list(range(1, 10))
     json.loads((tmp_path / "final" / "config.json").read_text())
+
+
+def test_decoder_only_tokenizer_training_keeps_the_codes(tmp_path, capsys):
+    first = ["train", "--preset", "world-tokenizer", "--output", str(tmp_path / "a"), "--max-steps", "2",
+             "--checkpoint-every", "2", 'batch_size={"t2i": 4}', "vq.preset=tiny", "warmup_steps=1"]
+    assert main(first) == 0
+    second = [*first[:4], str(tmp_path / "b"), *first[5:], "init_from=a", "decoder_only=true", "learning_rate=1e-2"]
+    assert main(second) == 0
+    before, after = (MagvitV2.from_pretrained(tmp_path / run / "final") for run in ("a", "b"))
+    pixels = torch.rand(2, 3, 64, 64) * 2 - 1
+    assert torch.equal(before.encode(pixels), after.encode(pixels))
+    assert not torch.equal(before.decoder.conv_out.weight, after.decoder.conv_out.weight)
+    assert main([*first[:4], str(tmp_path / "c"), *first[5:], "decoder_only=true"]) == 2
+    assert "decoder_only=true needs init_from" in capsys.readouterr().err

@@ -76,8 +76,13 @@ def make_vq(spec, init: Path | None, output: Path) -> MagvitV2:
         return MagvitV2.from_pretrained(resolve_init(spec, output))
     if isinstance(spec, dict) and "preset" in spec:
         # A frozen random tokenizer: enough to exercise training where no trained one exists.
+        # Other keys change the preset's fields, e.g. {"preset": "world", "channels": 32}.
         torch.manual_seed(spec.get("seed", 0))
-        return MagvitV2(magvit_preset(spec["preset"]))
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items() if k not in ("preset", "seed")}
+        try:
+            return MagvitV2(dataclasses.replace(magvit_preset(spec["preset"]), **fields))
+        except TypeError as err:
+            raise ValueError(f"vq: {err}; fields of MagvitConfig can be set beside `preset`") from None
     if spec is None and init is not None and (init / "vq" / "config.json").is_file():
         return MagvitV2.from_pretrained(init / "vq")
     raise ValueError("no image tokenizer: set `vq` to a folder or to {\"preset\": NAME, \"seed\": S}")

@@ -53,6 +53,9 @@ class TrainConfig:
     entropy_weight: float = 1.0  # scales the quantizer's entropy loss (its own multiplier is 0.1)
     adversarial_weight: float = 0.0  # > 0 adds a PatchGAN discriminator (hinge loss)
     adversarial_start: int = 0
+    # Train only the decoder: the codes stay those of ``init_from``, so every model trained
+    # on them stays valid while the reconstructions sharpen.
+    decoder_only: bool = False
     # -- bookkeeping -------------------------------------------------------------------------
     checkpoint_every: int = 500
     keep_last: int = 3

@@ -52,21 +52,25 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"t2i": _world("t2i")},
         "batch_size": {"t2i": 16},
         "recon_loss": "l2",  # L1's median solution is the black background: it stalls at ~12 dB
-        "learning_rate": 1e-3,
-        "warmup_steps": 50,
-        "max_steps": 1500,
-        "checkpoint_every": 250,
+        # A tenth of the usual entropy weight and 2e-3: +0.9 dB after 300 steps and 2x the
+        # codes used; at 1e-3 and full weight 1,500 steps only reach 22 dB.
+        "entropy_weight": 0.1,
+        "learning_rate": 2e-3,
+        "warmup_steps": 100,
+        "max_steps": 4000,
+        "checkpoint_every": 500,
     },
     "world": {
         "model": {"preset": "world"},
         "vq": "world-tokenizer",
         "tokenizer": {"train_on": "world", "vocab_size": 400, "samples": 20000},
         "data": _WORLD_DATA,
-        "batch_size": {"t2i": 16, "lm": 4, "mmu": 16, "mixed": 4},
+        # An interleaved row holds 2 to 4 pictures and costs as much as 2 to 4 t2i rows.
+        "batch_size": {"t2i": 16, "lm": 4, "mmu": 16, "mixed": 2},
         "max_seq_length": 400,
         "learning_rate": 1e-3,
         "warmup_steps": 100,
-        "max_steps": 1000,
+        "max_steps": 3000,
         "checkpoint_every": 100,
         "sample_every": 500,
         "sample_prompts": WORLD_PROMPTS,

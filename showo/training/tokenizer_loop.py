@@ -126,6 +126,10 @@ class TokenizerTrainer(TrainerBase):
         else:
             torch.manual_seed(config.seed)
             vq = make_vq(config.vq, None, self.output)
+        if config.decoder_only:
+            if resume is None and not config.init_from:
+                raise ValueError("decoder_only=true needs init_from: a trained tokenizer whose codes to keep")
+            vq.encoder.requires_grad_(False)
         self.model = TokenizerObjective(vq.train(), config)
         if resume is not None and self.model.discriminator is not None:
             self.model.discriminator.load_state_dict(load_state_dict(model_folder(resume) / "discriminator.safetensors"))

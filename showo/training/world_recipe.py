@@ -1,9 +1,13 @@
-"""The recipe that produced the shipped model (``showo/weights/world``): first the image
-tokenizer (preset ``world-tokenizer``), then the transformer on all four flows (preset
-``world``), both on the built-in world. ``showo quickstart --retrain`` runs it; so do
+"""The first two runs of the shipped model (``showo/weights/world``): the image tokenizer
+(preset ``world-tokenizer``, 4,000 steps, ~19 min on 2 CPU cores), then the transformer on
+all four flows (preset ``world``, 3,000 steps, ~54 min), both on the built-in world.
+``showo quickstart --retrain`` runs it; so do
 
     showo train --preset world-tokenizer --output runs/world-tokenizer
     showo train --preset world --output runs/world          # finds runs/world-tokenizer by name
+
+The shipped model then had two more runs (a decoder-only tokenizer run and 1,500 more
+transformer steps); ``showo/weights/world/training/README.md`` lists all four commands.
 """
 
 from __future__ import annotations
