@@ -310,7 +310,7 @@ class MagvitV2(nn.Module):
         path = Path(path)
         weight_file = find_weight_file(path)  # first, so a wrong path reads as FileNotFoundError
         folder = path if path.is_dir() else path.parent
-        config = _apply_overrides(_read_config(folder), overrides)
+        config = override_config(_read_config(folder), overrides)
         state = load_state_dict(weight_file)
         model = cls(config)
         expected = {k: v.shape for k, v in model.state_dict().items()}
@@ -343,10 +343,11 @@ def _read_config(folder: Path) -> MagvitConfig:
     if d.get("format") != CONFIG_FORMAT:
         return MagvitConfig()
     fields = {k: v for k, v in d.items() if k != "format"}
-    return _apply_overrides(MagvitConfig(), fields, source=str(file))
+    return override_config(MagvitConfig(), fields, source=str(file))
 
 
-def _apply_overrides(config: MagvitConfig, overrides: dict[str, Any], source: str = "from_pretrained") -> MagvitConfig:
+def override_config(config: MagvitConfig, overrides: dict[str, Any], source: str = "from_pretrained") -> MagvitConfig:
+    """``config`` with ``overrides`` (JSON lists become tuples); an unknown field names ``source``."""
     known = {f.name for f in dataclasses.fields(MagvitConfig)}
     unknown = sorted(set(overrides) - known)
     if unknown:

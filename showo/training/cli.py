@@ -6,8 +6,20 @@ import argparse
 import json
 from pathlib import Path
 
-from .config import build_config
+from .config import TrainConfig, build_config
 from .presets import PRESETS, train_preset
+
+
+def open_run(config: TrainConfig, output: Path):
+    """The trainer of ``config.task`` on ``output`` (resuming what is there), with the config
+    written beside it as ``train_config.json``."""
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
+    if config.task == "tokenizer":
+        from .tokenizer_loop import TokenizerTrainer as Trainer
+    else:
+        from .loop import ShowoTrainer as Trainer
+    return Trainer(config, output)
 
 
 def run_train(args: argparse.Namespace) -> None:
@@ -18,13 +30,7 @@ def run_train(args: argparse.Namespace) -> None:
         overrides.append(f"checkpoint_every={args.checkpoint_every}")
     config = build_config(train_preset(args.preset), args.config, overrides)
     output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
-    if config.task == "tokenizer":
-        from .tokenizer_loop import TokenizerTrainer as Trainer
-    else:
-        from .loop import ShowoTrainer as Trainer
-    trainer = Trainer(config, output)
+    trainer = open_run(config, output)
     if trainer.step:
         print(f"resuming from step {trainer.step} in {output / 'checkpoints'}")
     trainer.run()

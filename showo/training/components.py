@@ -13,7 +13,7 @@ import torch
 
 from ..config import ShowoConfig, magvit_preset, showo_preset
 from ..data.world_source import world_texts
-from ..magvit2 import MagvitV2
+from ..magvit2 import MagvitV2, override_config
 from ..model import ShowoModel
 from ..pipeline import check_compatible
 from ..text_tokenizer import TextTokenizer
@@ -78,11 +78,8 @@ def make_vq(spec, init: Path | None, output: Path) -> MagvitV2:
         # A frozen random tokenizer: enough to exercise training where no trained one exists.
         # Other keys change the preset's fields, e.g. {"preset": "world", "channels": 32}.
         torch.manual_seed(spec.get("seed", 0))
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items() if k not in ("preset", "seed")}
-        try:
-            return MagvitV2(dataclasses.replace(magvit_preset(spec["preset"]), **fields))
-        except TypeError as err:
-            raise ValueError(f"vq: {err}; fields of MagvitConfig can be set beside `preset`") from None
+        fields = {k: v for k, v in spec.items() if k not in ("preset", "seed")}
+        return MagvitV2(override_config(magvit_preset(spec["preset"]), fields, source="vq"))
     if spec is None and init is not None and (init / "vq" / "config.json").is_file():
         return MagvitV2.from_pretrained(init / "vq")
     raise ValueError("no image tokenizer: set `vq` to a folder or to {\"preset\": NAME, \"seed\": S}")

@@ -12,9 +12,9 @@ transformer steps); ``showo/weights/world/training/README.md`` lists all four co
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from .cli import open_run
 from .config import build_config
 from .presets import train_preset
 
@@ -22,16 +22,10 @@ from .presets import train_preset
 def retrain(output: str | Path, tokenizer_steps: int | None = None, model_steps: int | None = None) -> Path:
     """Train both into ``output/world-tokenizer`` and ``output/world``; returns the pipeline folder.
     Each part resumes if it was interrupted."""
-    from .loop import ShowoTrainer
-    from .tokenizer_loop import TokenizerTrainer
-
     output = Path(output)
-    for name, trainer, steps in (("world-tokenizer", TokenizerTrainer, tokenizer_steps),
-                                 ("world", ShowoTrainer, model_steps)):
+    for name, steps in (("world-tokenizer", tokenizer_steps), ("world", model_steps)):
         overrides = [] if steps is None else [f"max_steps={steps}"]
         config = build_config(train_preset(name), None, overrides)
         if not (output / name / "final" / "config.json").is_file():
-            (output / name).mkdir(parents=True, exist_ok=True)
-            (output / name / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
-            trainer(config, output / name).run()
+            open_run(config, output / name).run()
     return output / "world" / "final"
