@@ -27,10 +27,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--steps", type=int, default=18)
-    parser.add_argument("--guidance-scale", type=float, default=1.75)
-    parser.add_argument("--schedule", default="cosine", help="cosine | linear | sigmoid | pow<p>")
-    parser.add_argument("--temperature", type=float, default=1.0)
+    default = "default: the model's generation_config.json, else %s"
+    parser.add_argument("--steps", type=int, help=default % 18)
+    parser.add_argument("--guidance-scale", type=float, help=default % 1.75)
+    parser.add_argument("--schedule", help="cosine | linear | sigmoid | pow<p>; " + default % "cosine")
+    parser.add_argument("--temperature", type=float, help=default % 1.0)
     parser.add_argument("--released-sampler", action="store_true", help="reproduce the released sampler's quirks")
     parser.add_argument("--save-steps", action="store_true", help="also write the denoising progression")
 
@@ -43,8 +44,8 @@ def load_pipeline(args):
 
 
 def sampling_kwargs(args) -> dict:
-    return dict(steps=args.steps, guidance_scale=args.guidance_scale, schedule=args.schedule,
-                temperature=args.temperature, mode="released" if args.released_sampler else "maskgit")
+    return {"steps": args.steps, "guidance_scale": args.guidance_scale, "schedule": args.schedule,
+            "temperature": args.temperature, "mode": "released" if args.released_sampler else "maskgit"}
 
 
 def read_prompts(args) -> list[str]:
@@ -85,7 +86,7 @@ def strip_recorder(pipe):
 
 def run_generate(args) -> None:
     pipe, prompts = load_pipeline(args), read_prompts(args)
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     args.output.mkdir(parents=True, exist_ok=True)
     images, records = [], []
     for index, prompt in tqdm(shard(prompts, rank, world), desc="generating", disable=None):

@@ -51,9 +51,11 @@ class Budget:
     extrapolations: int = 16
     mixed: int = 8  # mixed-modality prompts, up to two pictures each
     evaluator_scenes: int = 300  # rendered and degraded scenes for the judge's own accuracy
-    steps: int = 24  # MaskGIT steps of every generated picture
-    guidance_scale: float = 3.0  # 24 steps at 3.0: t2i_overall 0.385; 12 at 2.0: 0.328 (step-3000 model)
-    temperature: float = 1.0  # of the MaskGIT code sampling
+    # Sampling of every generated picture; None: the model's generation_config.json (the
+    # shipped model's: 24 steps, guidance 3.0), so the numbers are what users get by default.
+    steps: int | None = None
+    guidance_scale: float | None = None
+    temperature: float | None = None
     answer_tokens: int = 16
     caption_tokens: int = 48
     mixed_text_tokens: int = 32  # per text segment
@@ -63,7 +65,7 @@ class Budget:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if value < (0 if f.name in ("guidance_scale", "temperature") else 1):
+            if value is not None and value < (0 if f.name in ("guidance_scale", "temperature") else 1):
                 raise ValueError(f"Budget.{f.name} must be positive, got {value}")
 
     @classmethod
@@ -84,6 +86,7 @@ def _batches(items: list, size: int, desc: str, progress: bool) -> Iterator[tupl
 
 
 def _sampling(budget: Budget) -> dict:
+    """The budget's sampling arguments; the pipeline fills each None from its ``generation``."""
     return {"steps": budget.steps, "guidance_scale": budget.guidance_scale, "temperature": budget.temperature}
 
 
@@ -206,7 +209,7 @@ PARTS: dict[str, Callable] = {
 def evaluate(pipe, budget: Budget = Budget(), seed: int = 0, progress: bool = True) -> tuple[dict, dict]:
     """``(metrics, artefacts)``: every part of ``PARTS`` on ``pipe``, timed."""
     metrics: dict = {}
-    artefacts: dict = {"budget": asdict(budget), "seed": seed}
+    artefacts: dict = {"budget": {**asdict(budget), **pipe.generation.resolve(**_sampling(budget))}, "seed": seed}
     seconds: dict[str, float] = {}
     for name, run in PARTS.items():
         start = time.perf_counter()

@@ -23,12 +23,14 @@ def generate_mixed(
     prompt: str,
     max_images: int = 2,
     max_text_tokens: int = 48,
-    steps: int = 18,
+    steps: int | None = None,
     temperature: float = 1.0,
     top_k: int | None = 1,
     seed: int | None = None,
 ) -> list[str | Image.Image]:
-    """Segments in order: strings for text, PIL images for pictures."""
+    """Segments in order: strings for text, PIL images for pictures. ``steps`` per picture
+    defaults to the pipeline's ``generation.steps``; ``temperature`` and ``top_k`` are the text's."""
+    steps = pipe.generation.steps if steps is None else steps
     model, layout = pipe.model, pipe.model.layout
     ids = torch.tensor([[layout.lvg_id, layout.sot_id, *pipe.tokenizer.encode(prompt)]], device=pipe.device)
     generator = None if seed is None else torch.Generator(pipe.device).manual_seed(seed)

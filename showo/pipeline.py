@@ -16,7 +16,13 @@ from PIL import Image
 from .editing import mask_to_grid, shift_grid, stitch
 from .generate_image import codes_to_ids, generate_image_tokens
 from .generate_text import decode_answers, generate_text, left_pad
-from .image_processing import ImageLike, load_image, postprocess_images, preprocess_images
+from .generation_config import GenerationConfig
+from .image_processing import (
+    ImageLike,
+    load_image,
+    postprocess_images,
+    preprocess_images,
+)
 from .magvit2 import MagvitV2
 from .model import ShowoModel
 from .prompting import mmu_sequence, t2i_prompt
@@ -31,9 +37,12 @@ def understanding_text(question: str) -> str:
 
 
 class ShowoPipeline:
-    def __init__(self, model: ShowoModel, vq: MagvitV2, tokenizer: TextTokenizer) -> None:
+    def __init__(
+        self, model: ShowoModel, vq: MagvitV2, tokenizer: TextTokenizer, generation: GenerationConfig | None = None
+    ) -> None:
         check_compatible(model, vq, tokenizer)
         self.model, self.vq, self.tokenizer = model.eval(), vq.eval(), tokenizer
+        self.generation = generation or GenerationConfig()  # sampling defaults (generation_config.json)
 
     @classmethod
     def from_pretrained(
@@ -44,21 +53,23 @@ class ShowoPipeline:
         llm_config: str | Path | None = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype | None = None,
-    ) -> "ShowoPipeline":
+    ) -> ShowoPipeline:
         """``vq`` and ``tokenizer`` default to ``model_dir/vq`` and ``model_dir`` (as
-        :meth:`save_pretrained` writes them); pass them for released folders."""
+        :meth:`save_pretrained` writes them); pass them for released folders. Sampling
+        defaults come from ``model_dir/generation_config.json`` when it exists."""
         model_dir = Path(model_dir)
         model = ShowoModel.from_pretrained(model_dir, llm_config=llm_config, dtype=dtype)
         vq = vq if isinstance(vq, MagvitV2) else MagvitV2.from_pretrained(vq or model_dir / "vq")
         if not isinstance(tokenizer, TextTokenizer):
             tokenizer = TextTokenizer.from_folder(tokenizer or model_dir)
-        return cls(model.to(device), vq.to(device), tokenizer)
+        return cls(model.to(device), vq.to(device), tokenizer, GenerationConfig.from_folder(model_dir))
 
     def save_pretrained(self, folder: str | Path) -> None:
         folder = Path(folder)
         self.model.save_pretrained(folder)
         self.vq.save_pretrained(folder / "vq")
         self.tokenizer.save(folder)
+        self.generation.save(folder)
 
     @property
     def device(self) -> torch.device:
@@ -87,25 +98,27 @@ class ShowoPipeline:
         self,
         prompts: Sequence[str],
         image_ids: torch.Tensor | None = None,
-        steps: int = 18,
-        guidance_scale: float = 1.75,
-        schedule: str = "cosine",
-        temperature: float = 1.0,
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        schedule: str | None = None,
+        temperature: float | None = None,
         seed: int | None = None,
         mode: str = "maskgit",
         callback: Callable | None = None,
     ) -> torch.Tensor:
-        """(B, N) codes for ``prompts``; ``image_ids`` (B, N) hold known codes or [MASK]."""
+        """(B, N) codes for ``prompts``; ``image_ids`` (B, N) hold known codes or [MASK].
+        Sampling arguments left as None take the values of ``self.generation``."""
+        sampling = self.generation.resolve(steps=steps, guidance_scale=guidance_scale, schedule=schedule,
+                                           temperature=temperature)
         if isinstance(prompts, str):
             prompts = [prompts]
         if image_ids is None:
             image_ids = torch.full((len(prompts), self.config.num_image_tokens), self.model.layout.mask_id)
         cond, uncond = self._t2i_ids(prompts, image_ids)
         generator = None if seed is None else [torch.Generator(self.device).manual_seed(seed + i) for i in range(len(prompts))]
-        return generate_image_tokens(
-            self.model, cond, uncond if guidance_scale > 0 else None, steps=steps, guidance_scale=guidance_scale,
-            schedule=schedule, temperature=temperature, generator=generator, mode=mode, callback=callback,
-        )
+        uncond = uncond if sampling["guidance_scale"] > 0 else None
+        return generate_image_tokens(self.model, cond, uncond, generator=generator, mode=mode, callback=callback,
+                                     **sampling)
 
     def text_to_image(self, prompts: str | Sequence[str], **kwargs) -> list[Image.Image]:
         """One image per prompt. Keyword arguments: those of :meth:`generate_codes`."""

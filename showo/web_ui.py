@@ -13,7 +13,14 @@ import gradio as gr
 
 from .editing import DIRECTIONS
 from .web_limits import MB, Limits
-from .web_tasks import MAX_GUIDANCE, Tasks, draw_scene, friendly, guard_editor, guard_image
+from .web_tasks import (
+    MAX_GUIDANCE,
+    Tasks,
+    draw_scene,
+    friendly,
+    guard_editor,
+    guard_image,
+)
 
 EXAMPLE_PROMPTS = [
     "a red circle at the top left",
@@ -66,8 +73,10 @@ def model_event(limits: Limits, api_name: str) -> dict:
     return {"api_name": api_name, "concurrency_limit": limits.concurrency, "concurrency_id": MODEL}
 
 
-def steps_slider(limits: Limits) -> gr.Slider:
-    return gr.Slider(1, limits.max_steps, value=min(12, limits.max_steps), step=1, label="Steps")
+def steps_slider(tasks: Tasks, limits: Limits) -> gr.Slider:
+    """Starts at the model's own default (its generation_config.json)."""
+    steps = min(tasks.pipe.generation.steps, limits.max_steps)
+    return gr.Slider(1, limits.max_steps, value=steps, step=1, label="Steps")
 
 
 def tokens_slider(limits: Limits, value: int, label: str = "Max new tokens") -> gr.Slider:
@@ -78,9 +87,10 @@ def seed_box() -> gr.Number:
     return gr.Number(0, precision=0, minimum=0, maximum=2**31 - 1, label="Seed")
 
 
-def sampling_controls(limits: Limits) -> tuple[gr.Slider, gr.Slider, gr.Number]:
-    guidance = gr.Slider(0, MAX_GUIDANCE, value=1.75, step=0.25, label="Guidance scale")
-    return steps_slider(limits), guidance, seed_box()
+def sampling_controls(tasks: Tasks, limits: Limits) -> tuple[gr.Slider, gr.Slider, gr.Number]:
+    scale = min(tasks.pipe.generation.guidance_scale, MAX_GUIDANCE)
+    guidance = gr.Slider(0, MAX_GUIDANCE, value=scale, step=0.25, label="Guidance scale")
+    return steps_slider(tasks, limits), guidance, seed_box()
 
 
 def prompt_box(limits: Limits, value: str = "", label: str = "Prompt", elem_id: str | None = None) -> gr.Textbox:
@@ -102,7 +112,7 @@ def text_to_image_tab(tasks: Tasks, limits: Limits) -> None:
     with gr.Row():
         with gr.Column():
             prompt = prompt_box(limits, EXAMPLE_PROMPTS[0])
-            steps, scale, seed = sampling_controls(limits)
+            steps, scale, seed = sampling_controls(tasks, limits)
             batch = gr.Slider(1, limits.max_batch, value=1, step=1, label="Images")
             run = gr.Button("Generate", variant="primary", elem_id="t2i-run")
             gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[prompt])
@@ -127,7 +137,7 @@ def inpaint_tab(tasks: Tasks, limits: Limits, examples: list[str]) -> None:
                 height=320, elem_classes="pixelated", elem_id="inpaint-editor")
             guard_editor(editor, limits)
             prompt = prompt_box(limits, "a blue square")
-            steps, scale, seed = sampling_controls(limits)
+            steps, scale, seed = sampling_controls(tasks, limits)
             run = gr.Button("Inpaint", variant="primary", elem_id="inpaint-run")
         with gr.Column():
             result = result_image(elem_id="inpaint-result")
@@ -142,7 +152,7 @@ def extrapolate_tab(tasks: Tasks, limits: Limits, examples: list[str]) -> None:
             image = uploaded_image(limits, elem_id="extrapolate-image")
             prompt = prompt_box(limits, "a green circle")
             direction = gr.Radio(list(DIRECTIONS), value="right", label="Grow toward")
-            steps, scale, seed = sampling_controls(limits)
+            steps, scale, seed = sampling_controls(tasks, limits)
             run = gr.Button("Extrapolate", variant="primary", elem_id="extrapolate-run")
         with gr.Column():
             result = result_image("Original and new part", elem_id="extrapolate-result")
@@ -187,7 +197,7 @@ def mixed_tab(tasks: Tasks, limits: Limits) -> None:
             prompt = prompt_box(limits, "Step by step, build a scene:")
             images = gr.Slider(1, limits.max_images, value=min(2, limits.max_images), step=1, label="Images at most")
             tokens = tokens_slider(limits, 32, "Text tokens per segment")
-            steps, seed = steps_slider(limits), seed_box()
+            steps, seed = steps_slider(tasks, limits), seed_box()
             run = gr.Button("Generate", variant="primary", elem_id="mixed-run")
             gr.Examples([["Step by step, build a scene:"], ["Draw a red circle, then add a blue square."]],
                         inputs=[prompt])

@@ -16,6 +16,7 @@ from PIL import Image
 from showo.cli import main
 from showo.data.errors import BadSample, BadSampleWarning
 from showo.data.world_source import world_texts
+from showo.generation_config import GenerationConfig
 from showo.magvit2 import MagvitV2
 from showo.text_tokenizer import TextTokenizer
 from showo.training.config import build_config
@@ -148,14 +149,18 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
 
 def test_a_stage_starts_from_the_previous_stage_by_name(tmp_path, world_tokenizer):
     first = tmp_path / "stage-a"
-    assert main(train_cli(first, world_tokenizer, 2, 2)) == 0
+    assert main(train_cli(first, world_tokenizer, 2, 2, 'generation={"steps": 7, "guidance_scale": 2.5}')) == 0
     second = tmp_path / "stage-b"
-    assert main(train_cli(second, world_tokenizer, 1, 1, "init_from=stage-a", "learning_rate=0")) == 0
+    assert main(train_cli(second, world_tokenizer, 1, 1, "init_from=stage-a", "learning_rate=0",
+                          "generation.steps=9")) == 0
     from safetensors.torch import load_file
 
     a = load_file(first / "final" / "model.safetensors")
     b = load_file(second / "final" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)  # lr 0: the second stage kept the first's weights
+    # sampling defaults: the config's, over those of the folder it started from
+    assert GenerationConfig.from_folder(first / "final") == GenerationConfig(steps=7, guidance_scale=2.5)
+    assert GenerationConfig.from_folder(second / "final") == GenerationConfig(steps=9, guidance_scale=2.5)
 
 
 def test_tokenizer_training_improves_reconstruction_and_resumes(tmp_path):

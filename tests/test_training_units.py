@@ -53,6 +53,7 @@ def test_config_precedence_and_source_replacement(tmp_path):
     (["on_bad_data=ignore"], "on_bad_data"),
     (["bogus=1"], "unknown training config keys"),
     (["mixed_precision=fp8"], "mixed_precision"),
+    (["mmu_turns=some"], "mmu_turns must be 'all' or 'one'"),
 ])
 def test_bad_configs_are_refused_with_the_field_named(override, message):
     with pytest.raises(ValueError, match=message):
@@ -116,13 +117,52 @@ def test_lm_row_predicts_every_next_token():
 
 def test_mmu_row_learns_only_the_answer_and_its_end():
     c = codes()
-    row = mmu_row(c, [5, 6], [7, 8], LAYOUT, 200)
+    row = mmu_row(c, [([5, 6], [7, 8])], LAYOUT, 200)
     prompt_len = 1 + 1 + 64 + 1 + 1 + 2
     assert row.ids[prompt_len:] == [7, 8, LAYOUT.eot_id]
     assert [lab for lab in row.labels if lab != IGNORE] == [7, 8, LAYOUT.eot_id]
     assert row.labels[prompt_len - 1] == 7
     with pytest.raises(SampleTooLong, match="budget 50"):
-        mmu_row(c, [5, 6], [7, 8], LAYOUT, 50)
+        mmu_row(c, [([5, 6], [7, 8])], LAYOUT, 50)
+    with pytest.raises(ValueError, match="at least one"):
+        mmu_row(c, [], LAYOUT, 200)
+
+
+def test_mmu_row_learns_every_answer_of_a_conversation_that_fits():
+    c = codes()
+    turns = [([5, 6], [7]), ([9], [10, 11]), ([12, 13], [14])]
+    row = mmu_row(c, turns, LAYOUT, 200)
+    prompt_len = 1 + 1 + 64 + 1 + 1 + 2
+    eot = LAYOUT.eot_id
+    assert row.ids[prompt_len:] == [7, eot, 9, 10, 11, eot, 12, 13, 14, eot]
+    learned = {i: lab for i, lab in enumerate(row.labels) if lab != IGNORE}
+    # each answer token and <eot> is predicted from the position before it; questions are not learned
+    assert learned == {prompt_len - 1: 7, prompt_len: eot, prompt_len + 2: 10, prompt_len + 3: 11,
+                       prompt_len + 4: eot, prompt_len + 7: 14, prompt_len + 8: eot}
+    # a budget that holds two turns drops the third, whole
+    cut = mmu_row(c, turns, LAYOUT, prompt_len + 6)
+    assert cut.ids == row.ids[: prompt_len + 6] and len(cut.labels) == len(cut.ids)
+
+
+def test_the_mmu_flow_learns_every_turn_or_one_drawn_turn():
+    from conftest import CORPUS
+
+    from showo import TextTokenizer
+    from showo.training.feeder import RowBuilder
+
+    tokenizer = TextTokenizer.train_bpe(CORPUS * 5, vocab_size=320)
+    sample = {"kind": "mmu", "codes": codes(), "turns": [("what colour?", "red"), ("how many?", "two"),
+                                                          ("where is it?", "top left")]}
+    for setting, answers in (("all", 3), ("one", 1)):
+        cfg = build_config(train_preset("tiny"), None, [f"mmu_turns={setting}"])
+        row = RowBuilder(cfg, LAYOUT, tokenizer, 32).row("mmu", sample, 0)
+        text = tokenizer.decode([i for i in row.ids if 0 < i < LAYOUT.text_vocab_size])
+        learned = tokenizer.decode([i for i in row.labels if 0 < i < LAYOUT.text_vocab_size])
+        assert text.count("ASSISTANT:") == answers and text.count("?") == answers
+        if setting == "all":
+            assert sorted(learned.split()) == ["left", "red", "top", "two"]
+        else:
+            assert learned.strip() in ("red", "two", "top left")
 
 
 def test_mixed_row_ends_after_the_image_it_learns_to_generate():

@@ -4,6 +4,7 @@ Each test uses one tab and leaves a screenshot of it: under docs/screenshots/ (f
 when SHOWO_SCREENSHOTS=1, else in a temporary folder. With SHOWO_SCREENSHOTS=1 the shipped
 model is used when it is there, the tiny random one otherwise."""
 
+import functools
 import os
 import shutil
 from pathlib import Path
@@ -12,6 +13,9 @@ import pytest
 
 pytest.importorskip("gradio")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the [dev] extra)")
+
+from showo.generation_config import GenerationConfig
+
 CHROMIUM = shutil.which("chromium")
 pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="no system chromium on PATH (apt-get install chromium)"),
@@ -29,6 +33,7 @@ def shots(tmp_path_factory) -> Path:
     return folder
 
 
+@functools.cache
 def demo_pipeline():
     if SCREENSHOTS:
         from showo.pipeline import ShowoPipeline
@@ -39,6 +44,12 @@ def demo_pipeline():
         except FileNotFoundError:
             pass
     return None  # the tiny random pipeline
+
+
+def served_steps() -> int:
+    """The steps slider's start: the served model's generation_config.json (the tiny one: 18)."""
+    pipe = demo_pipeline()
+    return (pipe.generation if pipe is not None else GenerationConfig()).steps
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +90,10 @@ def pick_example(panel, row: int = 0) -> None:
 def test_text_to_image_shows_the_image(page, shots):
     open_tab(page, "Text to image")
     page.locator("#t2i-run").click()
-    page.locator("#t2i-status").get_by_text("step 12 of 12").wait_for()
+    steps = served_steps()
+    page.locator("#t2i-status").get_by_text(f"step {steps} of {steps}").wait_for()
     assert loaded_image(page, "#t2i-gallery") == {"width": 64, "height": 64}
-    assert loaded_image(page, "#t2i-strip") == {"width": 12 * 64, "height": 64}
+    assert loaded_image(page, "#t2i-strip") == {"width": steps * 64, "height": 64}
     page.screenshot(path=shots / "t2i.png", full_page=True)
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import tomllib
 
+from ..generation_config import GenerationConfig
+
 FLOWS = ("t2i", "lm", "mmu", "mixed")
 
 
@@ -34,6 +36,9 @@ class TrainConfig:
     max_seq_length: int = 192  # lm / mmu / mixed rows are cut to this many tokens
     min_masking_rate: float = 0.0
     caption_dropout: float = 0.1
+    # "all": a conversation's turns in one row, each answer learned (the released LLaVA
+    # training); "one": one turn drawn per row.
+    mmu_turns: str = "all"
     on_bad_data: str = "skip"  # or "stop"
     # -- optimisation --------------------------------------------------------------------------
     learning_rate: float = 1e-4
@@ -62,6 +67,9 @@ class TrainConfig:
     log_every: int = 1
     sample_every: int = 0  # write a grid of sample images every K steps (0: never)
     sample_prompts: tuple[str, ...] = ()
+    # Sampling defaults written to final/generation_config.json (GenerationConfig fields),
+    # over those of ``init_from``'s folder: e.g. {"steps": 24, "guidance_scale": 3.0}.
+    generation: dict[str, Any] = field(default_factory=dict)
     tensorboard: bool = False
     wandb: bool = False
 
@@ -75,6 +83,8 @@ class TrainConfig:
         unknown = sorted(set(self.data) - set(FLOWS))
         if unknown:
             problems.append(f"data has unknown flows {unknown}; flows are {list(FLOWS)}")
+        if self.mmu_turns not in ("all", "one"):
+            problems.append(f"mmu_turns must be 'all' or 'one', got {self.mmu_turns!r}")
         if self.on_bad_data not in ("skip", "stop"):
             problems.append(f"on_bad_data must be 'skip' or 'stop', got {self.on_bad_data!r}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
@@ -83,6 +93,10 @@ class TrainConfig:
             problems.append("min_masking_rate and caption_dropout must lie in [0, 1]")
         if self.task == "showo" and not self.data:
             problems.append("no data: give at least one flow under `data` (t2i, lm, mmu, mixed)")
+        try:
+            GenerationConfig(**self.generation)
+        except (TypeError, ValueError) as e:
+            problems.append(f"generation: {e}")
         if problems:
             raise ValueError("bad training config: " + "; ".join(problems))
 

@@ -50,9 +50,10 @@ class RowBuilder:
             return lm_row(self.tokenizer.encode(sample["text"]), layout, cfg.max_seq_length)
         if flow == "mmu":
             turns = sample["turns"] if kind == "mmu" else [(CAPTION_QUESTION, sample["caption"])]
-            question, answer = turns[int(torch.randint(len(turns), (), generator=generator))]
-            q_ids, a_ids = question_and_answer(self.tokenizer, question, answer)
-            return mmu_row(sample["codes"], q_ids, a_ids, layout, cfg.max_seq_length)
+            if cfg.mmu_turns == "one":
+                turns = [turns[int(torch.randint(len(turns), (), generator=generator))]]
+            turns = [question_and_answer(self.tokenizer, q, a) for q, a in turns]
+            return mmu_row(sample["codes"], turns, layout, cfg.max_seq_length)
         segments = [s if isinstance(s, torch.Tensor) else self.tokenizer.encode(s) for s in sample["segments"]]
         return mixed_row(segments, layout, cfg.max_seq_length, generator, cfg.min_masking_rate)
 

@@ -9,11 +9,13 @@ and continues exactly: same samples, same masks, same losses.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from pathlib import Path
 
 import torch
 
+from ..generation_config import GenerationConfig
 from .checkpoints import latest_checkpoint, model_folder
 from .components import build_model, build_text_tokenizer, build_vq, resolve_init
 from .config import TrainConfig
@@ -39,6 +41,8 @@ class ShowoTrainer(TrainerBase):
         self.tokenizer = build_text_tokenizer(cfg, self.output, init, acc.is_main_process, acc.wait_for_everyone)
         self.vq = build_vq(cfg, self.output, init, acc.is_main_process, acc.wait_for_everyone).to(acc.device)
         self.model = build_model(cfg, self.tokenizer, self.vq, model_folder(resume) if resume else init)
+        inherited = GenerationConfig.from_folder(init) if init is not None else GenerationConfig()
+        self.generation = dataclasses.replace(inherited, **cfg.generation)
         self.micro_batch = _micro_batches(cfg, acc.num_processes)
         builder = RowBuilder(cfg, self.model.layout, self.tokenizer, self.model.config.max_text_length)
         self.feeders = {
@@ -85,7 +89,7 @@ class ShowoTrainer(TrainerBase):
     def pipeline(self):
         from ..pipeline import ShowoPipeline
 
-        pipe = ShowoPipeline(self.model, self.vq, self.tokenizer)
+        pipe = ShowoPipeline(self.model, self.vq, self.tokenizer, self.generation)
         self.model.train()  # the pipeline switches to eval mode; training goes on afterwards
         return pipe
 

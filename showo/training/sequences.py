@@ -4,7 +4,8 @@
 * t2i (mask-token prediction, SHOWO_SPEC section 6): the true code at each [MASK]ed image
   position, nothing else; the caption is dropped with probability ``caption_dropout``;
 * lm: the next token at every text position (``<sot> text <eot>``);
-* mmu: the next token over the answer and its ``<eot>`` only;
+* mmu: the next token over each answer and its ``<eot>`` only (every turn of a conversation,
+  or one drawn turn: ``mmu_turns``);
 * mixed (``<lvg>``): the next token over the text, and mask-token prediction on one image,
   after which the row ends (later text never sees a masked image).
 
@@ -85,12 +86,30 @@ def lm_row(text_ids, layout, max_length) -> Row:
     return Row(ids, next_token_labels(ids, 0, len(ids)))
 
 
-def mmu_row(codes, question_ids, answer_ids, layout, max_length) -> Row:
+def mmu_row(codes, turns, layout, max_length) -> Row:
+    """``turns``: (question ids, answer ids) pairs, a conversation about one image.
+
+    The first question follows ``<sot>`` as at inference; each answer ends with ``<eot>``
+    and the next question follows it, as the released code lays out LLaVA conversations.
+    Turns that would pass ``max_length`` are left out; the first one must fit."""
+    if not turns:
+        raise ValueError("an understanding row needs at least one (question, answer) turn")
+    question_ids, answer_ids = turns[0]
     prompt = mmu_sequence(layout.image_ids(codes.long().flatten()).tolist(), question_ids, layout)
     ids = prompt + list(answer_ids) + [layout.eot_id]
     if len(ids) > max_length:
         raise SampleTooLong(f"understanding row of {len(ids)} tokens, budget {max_length}")
-    return Row(ids, next_token_labels(ids, len(prompt) - 1, len(ids)))
+    answers = [(len(prompt) - 1, len(ids))]
+    for question_ids, answer_ids in turns[1:]:
+        turn = list(question_ids) + list(answer_ids) + [layout.eot_id]
+        if len(ids) + len(turn) > max_length:
+            break
+        answers.append((len(ids) + len(question_ids) - 1, len(ids) + len(turn)))
+        ids += turn
+    labels = [IGNORE] * len(ids)
+    for start, end in answers:
+        labels[start:end - 1] = ids[start + 1:end]
+    return Row(ids, labels)
 
 
 def mixed_row(segments, layout, max_length, generator, min_masking_rate) -> Row:

@@ -6,8 +6,9 @@ all four flows (preset ``world``, 3,000 steps, ~54 min), both on the built-in wo
     showo train --preset world-tokenizer --output runs/world-tokenizer
     showo train --preset world --output runs/world          # finds runs/world-tokenizer by name
 
-The shipped model then had two more runs (a decoder-only tokenizer run and 1,500 more
-transformer steps); ``showo/weights/world/training/README.md`` lists all four commands.
+The shipped model then had four more runs (a decoder-only tokenizer run and three
+continuations of the transformer, the last two learning every question of a picture);
+``showo/weights/world/training/README.md`` lists all six commands.
 """
 
 from __future__ import annotations

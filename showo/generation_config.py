@@ -1,0 +1,59 @@
+"""Sampling defaults that travel with a model: ``generation_config.json`` in its folder.
+
+As with Hugging Face models, a folder may say how its pictures are best sampled; the
+pipeline, ``showo generate`` and the web demo use these values wherever the caller gives
+none. A folder without the file gets the paper's values (18 steps, guidance 1.75).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from .maskgit import mask_ratio
+
+FILENAME = "generation_config.json"
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    steps: int = 18  # MaskGIT steps per picture
+    guidance_scale: float = 1.75  # classifier-free guidance w in (1 + w) * cond - w * uncond
+    schedule: str = "cosine"  # cosine | linear | sigmoid | pow<p>
+    temperature: float = 1.0  # of the code sampling
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
+        if self.guidance_scale < 0:
+            raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        mask_ratio(self.schedule, 0.5)  # names an unknown schedule
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> GenerationConfig:
+        """The folder's ``generation_config.json``, or the defaults when it has none."""
+        path = Path(folder) / FILENAME
+        if not path.is_file():
+            return cls()
+        try:
+            values = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON: {e}") from None
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown fields {unknown}; known fields: {sorted(known)}")
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: {e}") from None
+
+    def save(self, folder: str | Path) -> None:
+        (Path(folder) / FILENAME).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    def resolve(self, **given) -> dict:
+        """``given`` with every None replaced by this config's value."""
+        return {name: getattr(self, name) if value is None else value for name, value in given.items()}
