@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from .maskgit import mask_ratio
+from .maskgit import MaskGITSampler
 
 FILENAME = "generation_config.json"
 
@@ -28,9 +28,7 @@ class GenerationConfig:
             raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
         if self.guidance_scale < 0:
             raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        mask_ratio(self.schedule, 0.5)  # names an unknown schedule
+        MaskGITSampler(self.steps, self.schedule, self.temperature)  # the sampler's own checks
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> GenerationConfig:

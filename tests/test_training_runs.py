@@ -161,6 +161,11 @@ def test_a_stage_starts_from_the_previous_stage_by_name(tmp_path, world_tokenize
     # sampling defaults: the config's, over those of the folder it started from
     assert GenerationConfig.from_folder(first / "final") == GenerationConfig(steps=7, guidance_scale=2.5)
     assert GenerationConfig.from_folder(second / "final") == GenerationConfig(steps=9, guidance_scale=2.5)
+    # ... and a resumed run (which starts from its checkpoint, not from init_from) keeps them
+    assert main(train_cli(second, world_tokenizer, 2, 1, "init_from=stage-a", "learning_rate=0",
+                          "generation.steps=9")) == 0
+    assert [r["step"] for r in read_metrics(second)] == [1, 2]
+    assert GenerationConfig.from_folder(second / "final") == GenerationConfig(steps=9, guidance_scale=2.5)
 
 
 def test_tokenizer_training_improves_reconstruction_and_resumes(tmp_path):

@@ -41,8 +41,7 @@ class ShowoTrainer(TrainerBase):
         self.tokenizer = build_text_tokenizer(cfg, self.output, init, acc.is_main_process, acc.wait_for_everyone)
         self.vq = build_vq(cfg, self.output, init, acc.is_main_process, acc.wait_for_everyone).to(acc.device)
         self.model = build_model(cfg, self.tokenizer, self.vq, model_folder(resume) if resume else init)
-        inherited = GenerationConfig.from_folder(init) if init is not None else GenerationConfig()
-        self.generation = dataclasses.replace(inherited, **cfg.generation)
+        self.generation = self._generation_config(init, resume)
         self.micro_batch = _micro_batches(cfg, acc.num_processes)
         builder = RowBuilder(cfg, self.model.layout, self.tokenizer, self.model.config.max_text_length)
         self.feeders = {
@@ -53,6 +52,16 @@ class ShowoTrainer(TrainerBase):
             for flow in cfg.flows
         }
         self.prepare(LossHead(self.model), resume)
+
+    def _generation_config(self, init: Path | None, resume: Path | None) -> GenerationConfig:
+        """``config.generation`` over what the run started from (``init_from``'s folder), kept in
+        the run folder so that a resumed run, which has no ``init``, writes the same one."""
+        start = init if init is not None else self.output if resume is not None else None
+        inherited = GenerationConfig.from_folder(start) if start is not None else GenerationConfig()
+        generation = dataclasses.replace(inherited, **self.config.generation)
+        if self.accelerator.is_main_process:
+            generation.save(self.output)
+        return generation
 
     # -- one optimisation step -----------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
