@@ -23,6 +23,7 @@ from showo.training.sequences import (
     IGNORE,
     SampleTooLong,
     collate,
+    collate_by_length,
     lm_row,
     mixed_row,
     mmu_row,
@@ -187,6 +188,17 @@ def test_collate_right_pads_with_ignored_labels():
     ids, labels = collate([lm_row([5], LAYOUT, 8), lm_row([5, 6, 7], LAYOUT, 8)], LAYOUT.pad_id)
     assert ids.shape == (2, 5) and ids[0, 3:].tolist() == [LAYOUT.pad_id] * 2
     assert (labels[0, 3:] == IGNORE).all()
+
+
+def test_rows_of_very_different_lengths_are_cut_into_two_batches_with_the_same_loss():
+    torch.manual_seed(0)
+    model = ShowoModel(TINY)
+    rows = [lm_row(list(range(5, 5 + n)), LAYOUT, 64) for n in (30, 3, 28, 4, 2, 31)]
+    short, long = collate_by_length(rows, LAYOUT.pad_id)
+    assert short[0].shape == (3, 6) and long[0].shape == (3, 33)  # 117 padded tokens instead of 198
+    whole = LossHead(model)(*collate(rows, LAYOUT.pad_id))
+    torch.testing.assert_close(LossHead(model)(*short) + LossHead(model)(*long), whole, rtol=1e-5, atol=1e-4)
+    assert [len(b[0]) for b in collate_by_length(rows[:1], LAYOUT.pad_id)] == [1]
 
 
 def test_loss_head_equals_full_logits_cross_entropy():

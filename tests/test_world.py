@@ -94,6 +94,21 @@ def test_pictures_have_the_asked_size_and_objects_stay_in_their_slots():
     assert large[2] - large[0] + 1 == round(SIZE_FRACTION["large"] * 32) == 22
 
 
+def test_objects_sit_at_slot_centres_so_each_quadrant_holds_one_of_37_patterns():
+    """A picture is a pure function of its objects' classes, sizes and slots: each quadrant is
+    empty or one of the 36 (colour, shape, size) objects, drawn the same way every time."""
+    quadrants = set()
+    for i in range(600):
+        picture, scene = np.asarray(TRAIN.t2i(i)["image"]), TRAIN.t2i(i)["scene"]
+        quadrants.update(picture[r:r + 32, c:c + 32].tobytes() for r in (0, 32) for c in (0, 32))
+        for obj in scene.objects:
+            x0, y0, x1, y1 = object_box(obj, 64)
+            sx0, sy0, sx1, sy1 = slot_box(obj.slot, 64)
+            # centred to half a pixel (a small object is 13 pixels wide)
+            assert abs(x0 + x1 + 1 - sx0 - sx1) <= 1 and abs(y0 + y1 + 1 - sy0 - sy1) <= 1
+    assert len(quadrants) == 1 + len(CLASSES) * 2
+
+
 def test_scenes_reject_what_the_world_does_not_allow():
     with pytest.raises(ValueError, match="one object per slot"):
         Scene((Obj("circle", "red", "small", "top left"), Obj("square", "red", "small", "top left")))

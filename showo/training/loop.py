@@ -25,7 +25,7 @@ from .run_state import (
     TrainerBase,
     make_accelerator,
 )
-from .sequences import collate
+from .sequences import collate_by_length
 
 
 class ShowoTrainer(TrainerBase):
@@ -68,10 +68,11 @@ class ShowoTrainer(TrainerBase):
         cfg, acc = self.config, self.accelerator
         started = time.perf_counter()
         micro_rows = [{f: self.feeders[f].take(self.micro_batch[f]) for f in cfg.flows} for _ in range(cfg.grad_accum)]
-        batches = [{f: collate(rows[f], self.model.layout.pad_id) for f in cfg.flows} for rows in micro_rows]
-        local = torch.tensor([[sum(labelled_count(b[f][1]) for b in batches) for f in cfg.flows],
-                              [sum(int((b[f][0] != self.model.layout.pad_id).sum()) for b in batches)
-                               for f in cfg.flows]], dtype=torch.float64, device=acc.device)
+        pad = self.model.layout.pad_id
+        batches = [{f: collate_by_length(rows[f], pad) for f in cfg.flows} for rows in micro_rows]
+        local = torch.tensor([[sum(labelled_count(labels) for b in batches for _, labels in b[f]) for f in cfg.flows],
+                              [sum(int((ids != pad).sum()) for b in batches for ids, _ in b[f]) for f in cfg.flows]],
+                             dtype=torch.float64, device=acc.device)
         counts, tokens = acc.reduce(local, "sum").clamp_min(1).unbind(0)
         sums = torch.zeros(len(cfg.flows), dtype=torch.float64, device=acc.device)
         for m, batch in enumerate(batches):
@@ -79,11 +80,11 @@ class ShowoTrainer(TrainerBase):
             with sync:
                 loss = torch.zeros((), device=acc.device)
                 for i, flow in enumerate(cfg.flows):
-                    ids, labels = (t.to(acc.device) for t in batch[flow])
-                    summed = self.head(ids, labels)
-                    sums[i] += summed.detach().double()
-                    # DDP averages gradients over processes: scale so the global mean comes out.
-                    loss = loss + cfg.loss_weights[flow] * summed * acc.num_processes / counts[i].float()
+                    for ids, labels in batch[flow]:
+                        summed = self.head(ids.to(acc.device), labels.to(acc.device))
+                        sums[i] += summed.detach().double()
+                        # DDP averages gradients over processes: scale so the global mean comes out.
+                        loss = loss + cfg.loss_weights[flow] * summed * acc.num_processes / counts[i].float()
                 acc.backward(loss)
         flow_losses = (acc.reduce(sums, "sum") / counts).tolist()
         record = {"step": self.step + 1}

@@ -6,9 +6,9 @@ all four flows (preset ``world``, 3,000 steps, ~54 min), both on the built-in wo
     showo train --preset world-tokenizer --output runs/world-tokenizer
     showo train --preset world --output runs/world          # finds runs/world-tokenizer by name
 
-The shipped model then had four more runs (a decoder-only tokenizer run and three
-continuations of the transformer, the last two learning every question of a picture);
-``showo/weights/world/training/README.md`` lists all six commands.
+The shipped model then had more runs (a decoder-only tokenizer run and continuations of the
+transformer that learn every question of a picture, the last on pictures with centred
+objects); ``showo/weights/world/training/README.md`` lists every command.
 """
 
 from __future__ import annotations

@@ -1,9 +1,17 @@
 """Scenes of the built-in world: what may be in a picture, where, and how it is drawn.
 
 A picture is a black square canvas cut into a 2x2 grid of slots. Each of the 1 to 4 objects
-sits in its own slot, near the slot centre; it has a shape, a colour and a size. The world is
+sits in its own slot, at the slot centre; it has a shape, a colour and a size. The world is
 kept this small so that a ~10M-parameter Show-o can learn it on one CPU, and so that
 ``evaluator.read_scene`` can read every attribute back from pixels without a learned model.
+
+Objects are drawn exactly at their slot centres, so a picture is a pure function of its
+objects' (shape, colour, size, slot) and each quadrant of the picture holds one of 37 patterns.
+A random nudge off centre (up to 8% of a slot) would make an object's 8x8-pixel image codes
+differ with its offset, and a small model would spend its capacity on keeping neighbouring
+codes' offsets consistent instead of on language and composition. ``Obj.jitter`` still moves a
+drawing off centre, to check that ``read_scene`` does not depend on exact placement (generated
+pictures are not exact).
 
 Held-out rule (composition test). A (colour, shape) pair of objects is *held out* when it
 is listed in ``HELDOUT_PAIRS``; a scene is held out when it contains both objects of some
@@ -175,8 +183,7 @@ def pick(rng: np.random.Generator, options):
 
 def random_object(rng: np.random.Generator, slot: str, cls: tuple[str, str] | None = None) -> Obj:
     colour, shape = CLASSES[rng.integers(len(CLASSES))] if cls is None else cls
-    jitter = tuple(float(j) for j in rng.uniform(-1.0, 1.0, size=2))
-    return Obj(shape, colour, SIZES[rng.integers(2)], slot, jitter)
+    return Obj(shape, colour, SIZES[rng.integers(2)], slot)
 
 
 def _random_slots(rng: np.random.Generator, n: int) -> list[str]:
