@@ -99,7 +99,8 @@ def test_objects_sit_at_slot_centres_so_each_quadrant_holds_one_of_37_patterns()
     empty or one of the 36 (colour, shape, size) objects, drawn the same way every time."""
     quadrants = set()
     for i in range(600):
-        picture, scene = np.asarray(TRAIN.t2i(i)["image"]), TRAIN.t2i(i)["scene"]
+        sample = TRAIN.t2i(i)
+        picture, scene = np.asarray(sample["image"]), sample["scene"]
         quadrants.update(picture[r:r + 32, c:c + 32].tobytes() for r in (0, 32) for c in (0, 32))
         for obj in scene.objects:
             x0, y0, x1, y1 = object_box(obj, 64)
