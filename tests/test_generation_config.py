@@ -54,6 +54,9 @@ def test_the_pipeline_samples_with_its_folders_defaults(tiny_pipeline, tmp_path)
     assert GenerationConfig.from_folder(tmp_path / "again") == pipe.generation
 
 
-def test_the_shipped_model_names_its_best_sampling():
+def test_the_shipped_model_samples_as_its_recipe_says():
+    from showo.training.presets import train_preset
+
     config = GenerationConfig.from_folder(shipped_model_dir())
-    assert (config.steps, config.guidance_scale) == (24, 3.0)
+    recipe = train_preset("world")["generation"]
+    assert (config.steps, config.guidance_scale) == (recipe["steps"], recipe["guidance_scale"])

@@ -212,7 +212,7 @@ def test_t2i_captions_are_true_of_the_pixels_and_varied():
     for form in ("to the left of", "objects:", "there is", " two ", "at the", "small", "large"):
         assert form in text, form
     colourless = [c for c in captions if not any(colour in c for colour in COLOURS)]
-    assert 0 < len(colourless) < len(captions) // 4
+    assert len(captions) // 6 < len(colourless) < len(captions) * 2 // 5  # 3 in 10 leave colours out
 
 
 def test_every_question_kind_appears_and_its_answer_is_read_from_the_pixels():
