@@ -77,8 +77,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         # Runs 2 and 4 of the shipped model learned one drawn question per picture; its
         # later runs (mmu_turns=all) learn every turn: see showo/weights/world/training.
         "mmu_turns": "one",
-        # How the quickstart samples. Guidance 1.5 beat 3.0 by ~0.06 t2i_overall on the shipped model
-        # (0.5 to 2.0 scored alike; 6.0 lost half); 48 steps gained 0.02 for twice the time.
+        # How the quickstart samples. On run 9 of the shipped model guidance 1.5 beat 3.0 by ~0.06
+        # t2i_overall (0.5 to 2.0 scored alike; 6.0 lost half); at 3.0, 48 steps gained 0.02 for
+        # twice the time. On run 11, 1.0 and 2.0 scored below 1.5.
         "generation": {"steps": 24, "guidance_scale": 1.5},
     },
 }
