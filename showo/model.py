@@ -6,6 +6,7 @@ live in the training step and sampling in the generators.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -35,6 +36,28 @@ class ShowoModel(nn.Module):
                 nn.Linear(llm.hidden_size, llm.hidden_size),
             )
         self.gradient_checkpointing = False
+
+    def grow_layers(self, num_layers: int) -> list[int]:
+        """Deepen the model to ``num_layers`` blocks without changing what it computes.
+
+        New blocks are spread evenly between the old ones (4 -> 8: after each old block),
+        with their attention and MLP output projections at zero, so each adds nothing to the
+        residual stream until training moves them. Returns the new blocks' indices."""
+        old = len(self.blocks)
+        if num_layers <= old:
+            raise ValueError(f"grow_layers: the model has {old} layers; asked for {num_layers}, which is not more")
+        llm = dataclasses.replace(self.config.llm, num_layers=num_layers)
+        kept = {k * num_layers // old: block for k, block in enumerate(self.blocks)}
+        added = [i for i in range(num_layers) if i not in kept]
+        for i in added:
+            block = Block(llm).to(device=self.device, dtype=self.dtype)
+            for projection in (block.attn.out_proj, block.mlp.fc2):
+                nn.init.zeros_(projection.weight)
+                nn.init.zeros_(projection.bias)
+            kept[i] = block
+        self.blocks = nn.ModuleList(kept[i] for i in range(num_layers))
+        self.config = dataclasses.replace(self.config, llm=llm)
+        return added
 
     @property
     def layout(self) -> TokenLayout:

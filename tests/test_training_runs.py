@@ -168,6 +168,23 @@ def test_a_stage_starts_from_the_previous_stage_by_name(tmp_path, world_tokenize
     assert GenerationConfig.from_folder(second / "final") == GenerationConfig(steps=9, guidance_scale=2.5)
 
 
+def test_a_stage_whose_model_asks_for_more_layers_grows_the_model_it_starts_from(tmp_path, world_tokenizer, capsys):
+    first, second = tmp_path / "shallow", tmp_path / "deep"
+    assert main(train_cli(first, world_tokenizer, 1, 1)) == 0
+    assert main(train_cli(second, world_tokenizer, 2, 1, "init_from=shallow", "model.llm.num_layers=3")) == 0
+    assert "grown to 3 layers (new blocks [2] start as identities)" in capsys.readouterr().out
+    from safetensors.torch import load_file
+
+    before, after = load_file(first / "final" / "model.safetensors"), load_file(second / "final" / "model.safetensors")
+    assert {k for k in after if k.startswith("blocks.2.")} and not {k for k in before if k.startswith("blocks.2.")}
+    assert after["blocks.2.mlp.fc2.weight"].abs().max() > 0  # trained from zero
+    assert json.loads((second / "final" / "config.json").read_text())["llm"]["num_layers"] == 3
+    # resumed, the run starts from its own (3-layer) checkpoint and grows nothing
+    assert main(train_cli(second, world_tokenizer, 3, 1, "init_from=shallow", "model.llm.num_layers=3")) == 0
+    assert "grown to" not in capsys.readouterr().out
+    assert [r["step"] for r in read_metrics(second)] == [1, 2, 3]
+
+
 def test_tokenizer_training_improves_reconstruction_and_resumes(tmp_path):
     args = ["train", "--preset", "world-tokenizer", "--output", str(tmp_path), "--max-steps", "6",
             "--checkpoint-every", "3", 'batch_size={"t2i": 4}', "vq.preset=tiny", "warmup_steps=1",

@@ -101,3 +101,23 @@ def test_cache_overflow_is_refused(tiny_model):
     cache = tiny_model.new_cache(batch_size=1, max_length=4)
     with pytest.raises(ValueError, match="holds 4 positions"):
         tiny_model(torch.zeros(1, 5, dtype=torch.long), cache=cache)
+
+
+def test_a_grown_model_computes_what_it_did_until_trained_and_round_trips(tiny_model, random_ids, tmp_path):
+    old_blocks = list(tiny_model.blocks)
+    with torch.no_grad():
+        before = tiny_model(random_ids)
+        assert tiny_model.grow_layers(5) == [1, 3, 4]  # old blocks at 0 and 2, in their order
+        torch.testing.assert_close(tiny_model(random_ids), before, rtol=0, atol=0)
+        assert [tiny_model.blocks[i] for i in (0, 2)] == old_blocks
+        assert tiny_model.config.llm.num_layers == 5 and tiny_model.new_cache(1, 4).keys.shape[0] == 5
+        tiny_model.blocks[3].mlp.fc2.weight.normal_()  # a trained new block does change the output
+        changed = tiny_model(random_ids)
+        assert (changed - before).abs().max() > 1e-3
+    tiny_model.save_pretrained(tmp_path)
+    loaded = ShowoModel.from_pretrained(tmp_path)
+    assert loaded.config == tiny_model.config
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(random_ids), changed, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="has 5 layers; asked for 5"):
+        tiny_model.grow_layers(5)
