@@ -3,7 +3,7 @@ all four flows (preset ``world``), both from scratch on the built-in world.
 
 ``showo quickstart --retrain`` runs ``retrain``: the two presets cut to fit 30 minutes on 2 CPU
 cores (1,200 tokenizer steps, 5 min; 1,150 transformer steps learning every question of a
-picture, 19 min). The same by hand:
+picture, 19 to 23 min). The same by hand:
 
     showo train --preset world-tokenizer --output runs/world-tokenizer max_steps=1200
     showo train --preset world --output runs/world max_steps=1150 mmu_turns=all   # finds runs/world-tokenizer by name
