@@ -98,15 +98,16 @@ def model_config(cfg: TrainConfig, tokenizer: TextTokenizer, vq: MagvitV2) -> Sh
 
 
 def build_model(cfg: TrainConfig, tokenizer: TextTokenizer, vq: MagvitV2, init: Path | None) -> ShowoModel:
+    wanted = model_config(cfg, tokenizer, vq)
     if init is not None:
         model = ShowoModel.from_pretrained(init)
-        layers = model_config(cfg, tokenizer, vq).llm.num_layers
+        layers = wanted.llm.num_layers
         if layers > model.config.llm.num_layers:
             added = model.grow_layers(layers)
             print(f"{init}: grown to {layers} layers (new blocks {added} start as identities)")
     else:
         torch.manual_seed(cfg.seed)
-        model = ShowoModel(model_config(cfg, tokenizer, vq))
+        model = ShowoModel(wanted)
     check_compatible(model, vq, tokenizer)
     model.gradient_checkpointing = cfg.gradient_checkpointing
     return model.train()
