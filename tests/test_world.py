@@ -1,10 +1,13 @@
 """The built-in world: determinism, the held-out rule, the pixel judge and the checks built on it."""
 
 import re
+from collections import Counter
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from showo.data.sources import build_source
 
 from showo.world import (
     CLASS_NAMES,
@@ -139,6 +142,31 @@ def test_the_train_split_never_holds_a_heldout_combination():
     assert is_heldout(pair(("red", "circle"), ("blue", "square")))
     assert not is_heldout(pair(("red", "circle"), ("red", "square")))
     assert is_heldout(pair(("green", "square"), ("green", "square")))
+
+
+
+def test_crowded_train_scenes_are_shaped_like_heldout_ones_without_their_pairs():
+    rng = np.random.default_rng(2)
+    crowded = [sample_scene("train", rng, scenes="crowded") for _ in range(1000)]
+    source = iter(build_source({"type": "world", "kind": "mmu", "scenes": "crowded"}))  # as a training config asks
+    crowded += [next(source)["scene"] for _ in range(100)]
+    assert not any(is_heldout(s) for s in crowded)
+    sizes = Counter(len(s.objects) for s in crowded)
+    assert set(sizes) == {2, 3, 4} and min(sizes.values()) > 250  # 2 to 4 objects, evenly
+    any_scenes = [sample_scene("train", rng) for _ in range(1000)]
+
+    def shared_share(scenes):  # how often two objects of a scene are of one class
+        return np.mean([max(s.class_counts().values()) > 1 for s in scenes])
+
+    assert shared_share(crowded) > shared_share(any_scenes) + 0.1
+    assert WorldDataset("train", seed=3, scenes="crowded").t2i(5)["scene"] == \
+        WorldDataset("train", seed=3, scenes="crowded").t2i(5)["scene"]
+    assert sample_scene("heldout", np.random.default_rng(4), scenes="crowded") == \
+        sample_scene("heldout", np.random.default_rng(4))  # held-out scenes are crowded already
+    with pytest.raises(ValueError, match="scenes must be one of"):
+        WorldDataset("train", scenes="busy")
+    with pytest.raises(ValueError, match="scenes must be one of"):
+        sample_scene("train", rng, scenes="busy")
 
 
 # ---------------------------------------------------------------- the pixel judge

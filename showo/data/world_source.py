@@ -15,11 +15,11 @@ from .stream import check_state
 class WorldSource:
     type_name = "world"
 
-    def __init__(self, kind: str = "t2i", split: str = "train", image_size: int = 64, *,
+    def __init__(self, kind: str = "t2i", split: str = "train", image_size: int = 64, scenes: str = "any", *,
                  rank: int = 0, world_size: int = 1, seed: int = 0, on_bad_data: str = "skip") -> None:
         if kind not in KINDS:
             raise ValueError(f"world source: kind must be one of {KINDS}, got {kind!r}")
-        self.kind, self.dataset = kind, WorldDataset(split, seed, image_size)
+        self.kind, self.dataset = kind, WorldDataset(split, seed, image_size, scenes)
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.taken, self.skipped = 0, 0
 

@@ -19,6 +19,7 @@ from .scene import (
     CLASS_NAMES,
     CLASSES,
     RELATIONS,
+    SCENE_KINDS,
     SLOTS,
     Scene,
     pick,
@@ -48,12 +49,14 @@ def _sentence(text: str) -> str:
 class WorldDataset:
     """Samples of one split; ``seed`` picks an independent copy of the whole stream."""
 
-    def __init__(self, split: str = "train", seed: int = 0, image_size: int = 64):
+    def __init__(self, split: str = "train", seed: int = 0, image_size: int = 64, scenes: str = "any"):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if image_size <= 0 or image_size % 16:
             raise ValueError(f"image_size must be a positive multiple of 16, got {image_size}")
-        self.split, self.seed, self.image_size = split, seed, image_size
+        if scenes not in SCENE_KINDS:
+            raise ValueError(f"scenes must be one of {SCENE_KINDS}, got {scenes!r}")
+        self.split, self.seed, self.image_size, self.scenes = split, seed, image_size, scenes
 
     def _rng(self, kind: str, index: int) -> np.random.Generator:
         if index < 0:
@@ -61,7 +64,7 @@ class WorldDataset:
         return np.random.default_rng([self.seed, SPLITS.index(self.split), KINDS.index(kind), index])
 
     def scene(self, rng: np.random.Generator, min_objects: int = 1) -> Scene:
-        return sample_scene(self.split, rng, self.image_size, min_objects)
+        return sample_scene(self.split, rng, self.image_size, min_objects, self.scenes)
 
     def sample(self, kind: str, index: int) -> dict:
         """The sample of ``kind`` (one of ``KINDS``) at ``index``."""

@@ -205,9 +205,9 @@ def _free_scene(rng: np.random.Generator, image_size: int, min_objects: int) -> 
     return Scene(tuple(random_object(rng, s, c) for s, c in zip(slots, classes)), image_size)
 
 
-def _heldout_scene(rng: np.random.Generator, image_size: int) -> Scene:
-    """A held-out pair in two random slots, plus up to two more objects."""
-    pair = HELDOUT_PAIRS[rng.integers(len(HELDOUT_PAIRS))]
+def _pair_scene(rng: np.random.Generator, image_size: int, pair) -> Scene:
+    """A pair of classes in two random slots, plus up to two more objects (each repeating one
+    of the pair 3 times in 10): the shape of every held-out scene."""
     n = int(rng.integers(2, 5))
     classes = list(pair)
     for _ in range(n - 2):
@@ -216,13 +216,28 @@ def _heldout_scene(rng: np.random.Generator, image_size: int) -> Scene:
     return Scene(tuple(random_object(rng, s, c) for s, c in zip(slots, classes)), image_size)
 
 
-def sample_scene(split: str, rng: np.random.Generator, image_size: int = 64, min_objects: int = 1) -> Scene:
-    """A scene of ``split``; train scenes are redrawn until they hold no held-out pair."""
+SCENE_KINDS = ("any", "crowded")
+
+
+def sample_scene(split: str, rng: np.random.Generator, image_size: int = 64, min_objects: int = 1,
+                 scenes: str = "any") -> Scene:
+    """A scene of ``split``; train scenes are redrawn until they hold no held-out pair.
+
+    ``scenes="crowded"`` draws train scenes shaped like the held-out ones (a random pair of
+    classes and up to two more objects that often repeat it: 2 to 4 objects that share
+    attributes), where telling objects apart takes every attribute. Held-out scenes are
+    always crowded.
+    """
+    if scenes not in SCENE_KINDS:
+        raise ValueError(f"scenes must be one of {SCENE_KINDS}, got {scenes!r}")
     if split == "heldout":
-        return _heldout_scene(rng, image_size)
+        return _pair_scene(rng, image_size, HELDOUT_PAIRS[rng.integers(len(HELDOUT_PAIRS))])
     if split != "train":
         raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
     while True:
-        scene = _free_scene(rng, image_size, min_objects)
+        if scenes == "crowded":
+            scene = _pair_scene(rng, image_size, tuple(CLASSES[k] for k in rng.integers(len(CLASSES), size=2)))
+        else:
+            scene = _free_scene(rng, image_size, min_objects)
         if not is_heldout(scene):
             return scene
