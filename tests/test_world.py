@@ -8,7 +8,6 @@ import pytest
 from PIL import Image
 
 from showo.data.sources import build_source
-
 from showo.world import (
     CLASS_NAMES,
     COLOURS,
@@ -142,7 +141,6 @@ def test_the_train_split_never_holds_a_heldout_combination():
     assert is_heldout(pair(("red", "circle"), ("blue", "square")))
     assert not is_heldout(pair(("red", "circle"), ("red", "square")))
     assert is_heldout(pair(("green", "square"), ("green", "square")))
-
 
 
 def test_crowded_train_scenes_are_shaped_like_heldout_ones_without_their_pairs():
