@@ -58,6 +58,8 @@ def register(sub) -> None:
     p.add_argument("--output", type=Path, default=Path("outputs/quickstart"), help="folder for the report")
     p.add_argument("--model", help="pipeline folder (save_pretrained); default: the shipped model")
     p.add_argument("--ci", action="store_true", help="a few items of each part: checks that everything runs")
-    p.add_argument("--retrain", action="store_true", help="train the tokenizer and a model from scratch first (the world recipe cut to ~24 min on 2 CPU cores)")
+    p.add_argument("--retrain", action="store_true",
+                   help="train the tokenizer and a model from scratch first (the world recipe cut to 24 to 28 min "
+                        "on 2 CPU cores)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_run)
