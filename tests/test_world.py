@@ -167,6 +167,18 @@ def test_crowded_train_scenes_are_shaped_like_heldout_ones_without_their_pairs()
         sample_scene("train", rng, scenes="busy")
 
 
+def test_pair_train_scenes_hold_two_objects_of_different_shapes():
+    rng = np.random.default_rng(5)
+    pairs = [sample_scene("train", rng, scenes="pairs") for _ in range(500)]
+    source = iter(build_source({"type": "world", "kind": "t2i", "scenes": "pairs"}))
+    pairs += [next(source)["scene"] for _ in range(50)]
+    assert all(len(s.objects) == 2 and s.objects[0].shape != s.objects[1].shape for s in pairs)
+    assert not any(is_heldout(s) for s in pairs)
+    assert {o.colour for s in pairs for o in s.objects} == set(COLOURS)
+    assert len({o.slot for s in pairs for o in s.objects}) == 4
+    assert np.mean([s.objects[0].colour == s.objects[1].colour for s in pairs]) < 0.3
+
+
 # ---------------------------------------------------------------- the pixel judge
 
 

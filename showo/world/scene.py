@@ -216,7 +216,14 @@ def _pair_scene(rng: np.random.Generator, image_size: int, pair) -> Scene:
     return Scene(tuple(random_object(rng, s, c) for s, c in zip(slots, classes)), image_size)
 
 
-SCENE_KINDS = ("any", "crowded")
+def _distinct_pair_scene(rng: np.random.Generator, image_size: int) -> Scene:
+    """Exactly two objects of different shapes (colours random) in two random slots."""
+    first, second = (SHAPES[k] for k in rng.permutation(len(SHAPES))[:2])
+    classes = [(pick(rng, COLOURS), first), (pick(rng, COLOURS), second)]
+    return Scene(tuple(random_object(rng, s, c) for s, c in zip(_random_slots(rng, 2), classes)), image_size)
+
+
+SCENE_KINDS = ("any", "crowded", "pairs")
 
 
 def sample_scene(split: str, rng: np.random.Generator, image_size: int = 64, min_objects: int = 1,
@@ -225,8 +232,10 @@ def sample_scene(split: str, rng: np.random.Generator, image_size: int = 64, min
 
     ``scenes="crowded"`` draws train scenes shaped like the held-out ones (a random pair of
     classes and up to two more objects that often repeat it: 2 to 4 objects that share
-    attributes), where telling objects apart takes every attribute. Held-out scenes are
-    always crowded.
+    attributes), where telling objects apart takes every attribute. ``scenes="pairs"`` draws
+    exactly two objects of different shapes, the scenes that two-object and attribute-binding
+    prompts ask for ("a triangle and a circle", "a red triangle and a white circle"). Held-out
+    scenes are always crowded.
     """
     if scenes not in SCENE_KINDS:
         raise ValueError(f"scenes must be one of {SCENE_KINDS}, got {scenes!r}")
@@ -237,6 +246,8 @@ def sample_scene(split: str, rng: np.random.Generator, image_size: int = 64, min
     while True:
         if scenes == "crowded":
             scene = _pair_scene(rng, image_size, tuple(CLASSES[k] for k in rng.integers(len(CLASSES), size=2)))
+        elif scenes == "pairs":
+            scene = _distinct_pair_scene(rng, image_size)
         else:
             scene = _free_scene(rng, image_size, min_objects)
         if not is_heldout(scene):
