@@ -34,6 +34,7 @@ from .scene import (
     SHAPES,
     SLOTS,
     Scene,
+    different_shapes,
     pick,
     random_object,
     relation_holds,
@@ -56,7 +57,7 @@ def _prompt(category: str, rng: np.random.Generator) -> tuple[str, dict]:
         shape = pick(rng, SHAPES)
         return f"a {shape}", _spec([(None, shape, 1)], exact=True)
     if category == "two_objects":
-        first, second = (SHAPES[k] for k in rng.permutation(len(SHAPES))[:2])
+        first, second = different_shapes(rng)
         return f"a {first} and a {second}", _spec([(None, first, 1), (None, second, 1)], exact=True)
     if category == "counting":
         (colour, shape), n = pick(rng, _REPEATED), int(rng.integers(2, 5))

@@ -190,6 +190,16 @@ def _random_slots(rng: np.random.Generator, n: int) -> list[str]:
     return [SLOTS[k] for k in rng.permutation(len(SLOTS))[:n]]
 
 
+def different_shapes(rng: np.random.Generator, n: int = 2) -> list[str]:
+    """``n`` shapes, no two alike, in random order."""
+    return [SHAPES[k] for k in rng.permutation(len(SHAPES))[:n]]
+
+
+def _scene_of(rng: np.random.Generator, slots: list[str], classes: list, image_size: int) -> Scene:
+    """One random object per slot, of the class beside it (None: a random class)."""
+    return Scene(tuple(random_object(rng, s, c) for s, c in zip(slots, classes)), image_size)
+
+
 def _free_scene(rng: np.random.Generator, image_size: int, min_objects: int) -> Scene:
     """Any scene; a quarter of them repeat one class so that counting has something to count."""
     n = int(rng.choice([1, 2, 3, 4], p=[0.25, 0.3, 0.25, 0.2]))
@@ -202,7 +212,7 @@ def _free_scene(rng: np.random.Generator, image_size: int, min_objects: int) -> 
             classes[-1] = None
     else:
         classes = [None] * n
-    return Scene(tuple(random_object(rng, s, c) for s, c in zip(slots, classes)), image_size)
+    return _scene_of(rng, slots, classes, image_size)
 
 
 def _pair_scene(rng: np.random.Generator, image_size: int, pair) -> Scene:
@@ -212,15 +222,13 @@ def _pair_scene(rng: np.random.Generator, image_size: int, pair) -> Scene:
     classes = list(pair)
     for _ in range(n - 2):
         classes.append(pair[rng.integers(2)] if rng.random() < 0.3 else None)
-    slots = _random_slots(rng, n)
-    return Scene(tuple(random_object(rng, s, c) for s, c in zip(slots, classes)), image_size)
+    return _scene_of(rng, _random_slots(rng, n), classes, image_size)
 
 
 def _distinct_pair_scene(rng: np.random.Generator, image_size: int) -> Scene:
     """Exactly two objects of different shapes (colours random) in two random slots."""
-    first, second = (SHAPES[k] for k in rng.permutation(len(SHAPES))[:2])
-    classes = [(pick(rng, COLOURS), first), (pick(rng, COLOURS), second)]
-    return Scene(tuple(random_object(rng, s, c) for s, c in zip(_random_slots(rng, 2), classes)), image_size)
+    classes = [(pick(rng, COLOURS), shape) for shape in different_shapes(rng)]
+    return _scene_of(rng, _random_slots(rng, 2), classes, image_size)
 
 
 SCENE_KINDS = ("any", "crowded", "pairs")
