@@ -183,18 +183,22 @@ def test_psnr():
 def test_retrain_runs_both_presets_with_the_recipes_changes(tmp_path, monkeypatch):
     from showo.pipeline import ShowoPipeline
     from showo.training import world_recipe
-    from showo.training.world_recipe import RETRAIN_OVERRIDES, retrain
+    from showo.training.presets import train_preset
+    from showo.training.world_recipe import RETRAIN_RUNS, retrain
 
     small = ["batch_size.t2i=2", "batch_size.mmu=2", "batch_size.lm=1", "batch_size.mixed=1"]
-    monkeypatch.setattr(world_recipe, "RETRAIN_OVERRIDES", {  # the recipe's own changes, on small batches
-        "world-tokenizer": RETRAIN_OVERRIDES["world-tokenizer"] + ["batch_size.t2i=2"],
-        "world": RETRAIN_OVERRIDES["world"] + small + ["tokenizer.samples=500", "sample_every=0"]})
+    (tok_folder, tok_preset, tok_changes), (model_folder, model_preset, model_changes) = RETRAIN_RUNS
+    monkeypatch.setattr(world_recipe, "RETRAIN_RUNS", (  # the recipe's own changes, on small batches
+        (tok_folder, tok_preset, tok_changes + ["batch_size.t2i=2"]),
+        (model_folder, model_preset, model_changes + small + ["tokenizer.samples=500"])))
     folder = retrain(tmp_path, tokenizer_steps=2, model_steps=2)
     assert folder == tmp_path / "world" / "final"
     tokenizer_run = json.loads((tmp_path / "world-tokenizer" / "train_config.json").read_text())
     model_run = json.loads((tmp_path / "world" / "train_config.json").read_text())
     assert tokenizer_run["max_steps"] == 2 and model_run["max_steps"] == 2  # the arguments win
-    assert "mmu_turns=all" in RETRAIN_OVERRIDES["world"] and model_run["mmu_turns"] == "all"
+    assert model_run["vq"] == "world-tokenizer" and model_run["mmu_turns"] == "all"
+    assert model_run["data"] == train_preset("world-quick")["data"]  # the preset's mixtures, not the world's
+    assert [s["scenes"] for s in model_run["data"]["t2i"]["sources"][1:]] == ["crowded", "pairs"]
     pipe = ShowoPipeline.from_pretrained(folder)
     assert pipe.generation.guidance_scale == model_run["generation"]["guidance_scale"]
     assert len(pipe.text_to_image(["a red circle"], steps=2, seed=0)) == 1

@@ -1,15 +1,16 @@
 """The world recipe: the image tokenizer (preset ``world-tokenizer``), then the transformer on
-all four flows (preset ``world``), both from scratch on the built-in world.
+all four flows, both from scratch on the built-in world.
 
-``showo quickstart --retrain`` runs ``retrain``: the two presets cut to fit 30 minutes on 2 CPU
-cores (1,200 tokenizer steps, 5 min; 1,150 transformer steps learning every question of a
-picture, 19 to 23 min). The same by hand:
+``showo quickstart --retrain`` runs ``retrain``, cut to fit 30 minutes on 2 CPU cores: 1,200
+tokenizer steps (~4.5 min), then preset ``world-quick`` (2,600 transformer steps on half
+batches, ~21 min). The same by hand:
 
     showo train --preset world-tokenizer --output runs/world-tokenizer max_steps=1200
-    showo train --preset world --output runs/world max_steps=1150 mmu_turns=all   # finds runs/world-tokenizer by name
+    showo train --preset world-quick --output runs/world   # finds runs/world-tokenizer by name
 
-The shipped model had the presets' full length (4,000 and 3,000 steps, ~75 min) and then more
-runs; ``showo/weights/world/training/README.md`` lists every command.
+The shipped model began with the ``world-tokenizer`` and ``world`` presets at full length (4,000
+and 3,000 steps, ~75 min) and then had more runs; ``showo/weights/world/training/README.md``
+lists every command.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from .cli import open_run
 from .config import build_config
 from .presets import train_preset
 
-# What ``retrain`` changes in each preset, in run order.
-RETRAIN_OVERRIDES = {
-    "world-tokenizer": ["max_steps=1200"],
-    "world": ["max_steps=1150", "mmu_turns=all"],
-}
+# Each run of ``retrain``, in order: its folder, its preset, and what ``retrain`` changes in it.
+RETRAIN_RUNS = (
+    ("world-tokenizer", "world-tokenizer", ["max_steps=1200"]),
+    ("world", "world-quick", []),
+)
 
 
 def retrain(output: str | Path, tokenizer_steps: int | None = None, model_steps: int | None = None) -> Path:
@@ -32,9 +33,9 @@ def retrain(output: str | Path, tokenizer_steps: int | None = None, model_steps:
     ``tokenizer_steps`` / ``model_steps`` replace the recipe's step counts. Each part resumes if it
     was interrupted."""
     output = Path(output)
-    for name, steps in (("world-tokenizer", tokenizer_steps), ("world", model_steps)):
-        overrides = RETRAIN_OVERRIDES[name] + ([] if steps is None else [f"max_steps={steps}"])
-        config = build_config(train_preset(name), None, overrides)
-        if not (output / name / "final" / "config.json").is_file():
-            open_run(config, output / name).run()
+    for (folder, preset, overrides), steps in zip(RETRAIN_RUNS, (tokenizer_steps, model_steps)):
+        overrides = overrides + ([] if steps is None else [f"max_steps={steps}"])
+        config = build_config(train_preset(preset), None, overrides)
+        if not (output / folder / "final" / "config.json").is_file():
+            open_run(config, output / folder).run()
     return output / "world" / "final"
