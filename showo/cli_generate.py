@@ -31,7 +31,8 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help=default % 18)
     parser.add_argument("--guidance-scale", type=float, help=default % 1.75)
     parser.add_argument("--schedule", help="cosine | linear | sigmoid | pow<p>; " + default % "cosine")
-    parser.add_argument("--temperature", type=float, help=default % 1.0)
+    parser.add_argument("--temperature", type=float,
+                        help="of the Gumbel noise that picks which codes are re-masked; " + default % 1.0)
     parser.add_argument("--released-sampler", action="store_true", help="reproduce the released sampler's quirks")
     parser.add_argument("--save-steps", action="store_true", help="also write the denoising progression")
 

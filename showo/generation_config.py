@@ -21,7 +21,7 @@ class GenerationConfig:
     steps: int = 18  # MaskGIT steps per picture
     guidance_scale: float = 1.75  # classifier-free guidance w in (1 + w) * cond - w * uncond
     schedule: str = "cosine"  # cosine | linear | sigmoid | pow<p>
-    temperature: float = 1.0  # of the code sampling
+    temperature: float = 1.0  # of the Gumbel noise on confidences that picks what is re-masked
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or self.steps < 1:
