@@ -38,4 +38,4 @@ def retrain(output: str | Path, tokenizer_steps: int | None = None, model_steps:
         config = build_config(train_preset(preset), None, overrides)
         if not (output / folder / "final" / "config.json").is_file():
             open_run(config, output / folder).run()
-    return output / "world" / "final"
+    return output / RETRAIN_RUNS[-1][0] / "final"

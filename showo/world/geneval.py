@@ -34,8 +34,8 @@ from .scene import (
     SHAPES,
     SLOTS,
     Scene,
-    different_shapes,
     pick,
+    pick_distinct,
     random_object,
     relation_holds,
 )
@@ -57,7 +57,7 @@ def _prompt(category: str, rng: np.random.Generator) -> tuple[str, dict]:
         shape = pick(rng, SHAPES)
         return f"a {shape}", _spec([(None, shape, 1)], exact=True)
     if category == "two_objects":
-        first, second = different_shapes(rng)
+        first, second = pick_distinct(rng, SHAPES, 2)
         return f"a {first} and a {second}", _spec([(None, first, 1), (None, second, 1)], exact=True)
     if category == "counting":
         (colour, shape), n = pick(rng, _REPEATED), int(rng.integers(2, 5))
@@ -128,7 +128,7 @@ def scene_from_spec(spec: dict, rng: np.random.Generator, image_size: int = 64) 
     if len(classes) > len(SLOTS):
         raise ValueError(f"the world holds at most {len(SLOTS)} objects, the spec asks for {len(classes)}")
     while True:  # a random slot order; with a relation, retry until the first object stands right
-        slots = [SLOTS[k] for k in rng.permutation(len(SLOTS))[: len(classes)]]
+        slots = pick_distinct(rng, SLOTS, len(classes))
         objects = [random_object(rng, slot, (colour or pick(rng, COLOURS), shape))
                    for slot, (colour, shape) in zip(slots, classes)]
         relation = spec.get("relation")

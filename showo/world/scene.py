@@ -181,18 +181,14 @@ def pick(rng: np.random.Generator, options):
     return options[rng.integers(len(options))]
 
 
+def pick_distinct(rng: np.random.Generator, options, n: int) -> list:
+    """``n`` of ``options``, no two the same, in random order."""
+    return [options[k] for k in rng.permutation(len(options))[:n]]
+
+
 def random_object(rng: np.random.Generator, slot: str, cls: tuple[str, str] | None = None) -> Obj:
     colour, shape = CLASSES[rng.integers(len(CLASSES))] if cls is None else cls
     return Obj(shape, colour, SIZES[rng.integers(2)], slot)
-
-
-def _random_slots(rng: np.random.Generator, n: int) -> list[str]:
-    return [SLOTS[k] for k in rng.permutation(len(SLOTS))[:n]]
-
-
-def different_shapes(rng: np.random.Generator, n: int = 2) -> list[str]:
-    """``n`` shapes, no two alike, in random order."""
-    return [SHAPES[k] for k in rng.permutation(len(SHAPES))[:n]]
 
 
 def _scene_of(rng: np.random.Generator, slots: list[str], classes: list, image_size: int) -> Scene:
@@ -204,7 +200,7 @@ def _free_scene(rng: np.random.Generator, image_size: int, min_objects: int) -> 
     """Any scene; a quarter of them repeat one class so that counting has something to count."""
     n = int(rng.choice([1, 2, 3, 4], p=[0.25, 0.3, 0.25, 0.2]))
     n = max(n, min_objects)
-    slots = _random_slots(rng, n)
+    slots = pick_distinct(rng, SLOTS, n)
     if n >= 2 and rng.random() < 0.25:
         cls = CLASSES[rng.integers(len(CLASSES))]
         classes = [cls] * n
@@ -222,13 +218,13 @@ def _pair_scene(rng: np.random.Generator, image_size: int, pair) -> Scene:
     classes = list(pair)
     for _ in range(n - 2):
         classes.append(pair[rng.integers(2)] if rng.random() < 0.3 else None)
-    return _scene_of(rng, _random_slots(rng, n), classes, image_size)
+    return _scene_of(rng, pick_distinct(rng, SLOTS, n), classes, image_size)
 
 
 def _distinct_pair_scene(rng: np.random.Generator, image_size: int) -> Scene:
     """Exactly two objects of different shapes (colours random) in two random slots."""
-    classes = [(pick(rng, COLOURS), shape) for shape in different_shapes(rng)]
-    return _scene_of(rng, _random_slots(rng, 2), classes, image_size)
+    classes = [(pick(rng, COLOURS), shape) for shape in pick_distinct(rng, SHAPES, 2)]
+    return _scene_of(rng, pick_distinct(rng, SLOTS, 2), classes, image_size)
 
 
 SCENE_KINDS = ("any", "crowded", "pairs")
