@@ -120,6 +120,10 @@ class ShowoConfig:
     max_text_length: int = 128  # text budget of t2i prompts (the task token comes on top)
     clip_vit: bool = False  # the show-o-w-clip-vit variant carries an mm_projector
     clip_hidden_size: int = 1024
+    # Not in Show-o: learned row and column embeddings added to every image token (code or
+    # [MASK]), so a token knows where it sits in the picture without learning it from rotary
+    # phases. Off for the released checkpoints; the world's 30-minute recipe turns it on.
+    image_position_embeddings: bool = False
 
     @property
     def layout(self) -> TokenLayout:
@@ -130,9 +134,12 @@ class ShowoConfig:
         return self.layout.vocab_size
 
     @property
+    def image_grid_side(self) -> int:
+        return self.image_size // self.downsample_factor
+
+    @property
     def num_image_tokens(self) -> int:
-        side = self.image_size // self.downsample_factor
-        return side * side
+        return self.image_grid_side**2
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .config import ShowoConfig
+from .image_position import ImagePositionEmbedding
 from .kv_cache import KVCache
 from .layout import TokenLayout
 from .phi import Block, RotaryEmbedding
@@ -24,6 +25,10 @@ class ShowoModel(nn.Module):
         self.config = config
         llm = config.llm
         self.embed = nn.Embedding(config.vocab_size, llm.hidden_size)
+        self.image_position = (
+            ImagePositionEmbedding(config.image_grid_side, llm.hidden_size, config.layout)
+            if config.image_position_embeddings else None
+        )
         self.rotary = RotaryEmbedding(llm.rotary_dims, llm.rope_base)
         self.blocks = nn.ModuleList(Block(llm) for _ in range(llm.num_layers))
         self.norm_out = nn.LayerNorm(llm.hidden_size, eps=llm.layer_norm_eps)
@@ -126,7 +131,8 @@ class ShowoModel(nn.Module):
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
         self.layout.check_ids(input_ids)
-        return self.embed(input_ids)
+        x = self.embed(input_ids)
+        return x if self.image_position is None else x + self.image_position(input_ids)
 
     @staticmethod
     def _check_mask(mask: torch.Tensor | None, batch: int, length: int, start: int) -> torch.Tensor | None:

@@ -92,6 +92,16 @@ def tiny_model():
     return ShowoModel(TINY).eval()
 
 
+def sharp_tiny_model(config=TINY, scale: float = 3.0) -> ShowoModel:
+    """A model of ``config`` (seed 0) with its weights scaled up, so the logits are far from uniform."""
+    torch.manual_seed(0)
+    model = ShowoModel(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(scale)
+    return model
+
+
 @pytest.fixture
 def random_ids():
     g = torch.Generator().manual_seed(1)

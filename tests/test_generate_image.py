@@ -4,8 +4,7 @@
 import pytest
 import torch
 
-from conftest import TINY
-from showo import ShowoModel
+from conftest import TINY, sharp_tiny_model
 from showo.generate_image import generate_image_tokens
 from showo.maskgit import MASKED, MaskGITSampler, mask_ratio
 from showo.prompting import t2i_prompt
@@ -16,13 +15,7 @@ N = TINY.num_image_tokens
 
 @pytest.fixture(scope="module")
 def sharp_model():
-    """Tiny model with larger weights, so the logits are far from uniform."""
-    torch.manual_seed(0)
-    model = ShowoModel(TINY).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(3)
-    return model
+    return sharp_tiny_model()
 
 
 def prompts(texts, image=None):
