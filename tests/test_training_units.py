@@ -49,6 +49,14 @@ def test_config_precedence_and_source_replacement(tmp_path):
     assert cfg.flows == ("t2i", "lm", "mmu")
 
 
+def test_one_flow_of_a_per_flow_table_can_be_changed_alone():
+    cfg = build_config(train_preset("world-quick"), None, ["loss_weights.mmu=3", "batch_size.lm=1"])
+    assert cfg.loss_weights == {"t2i": 1.0, "lm": 0.1, "mmu": 3, "mixed": 1.0}  # not {"mmu": 3}
+    assert cfg.batch_size == {"t2i": 8, "lm": 1, "mmu": 8, "mixed": 1}  # the preset's, one changed
+    with pytest.raises(ValueError, match=r"batch_size has no value for the flows \['mmu'\]"):
+        TrainConfig(data={"mmu": {"type": "world"}}, batch_size={"t2i": 8})
+
+
 @pytest.mark.parametrize("override, message", [
     (["max_steps=0"], "max_steps must be >= 1"),
     (["on_bad_data=ignore"], "on_bad_data"),

@@ -19,6 +19,7 @@ import tomllib
 from ..generation_config import GenerationConfig
 
 FLOWS = ("t2i", "lm", "mmu", "mixed")
+PER_FLOW = ("batch_size", "loss_weights")  # fields that hold one value per flow
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,10 @@ class TrainConfig:
             problems.append(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
         if not 0.0 <= self.min_masking_rate <= 1.0 or not 0.0 <= self.caption_dropout <= 1.0:
             problems.append("min_masking_rate and caption_dropout must lie in [0, 1]")
+        for key in PER_FLOW:
+            missing = [flow for flow in self.data if flow not in getattr(self, key)]
+            if self.task == "showo" and missing:
+                problems.append(f"{key} has no value for the flows {missing}")
         if self.task == "showo" and not self.data:
             problems.append("no data: give at least one flow under `data` (t2i, lm, mmu, mixed)")
         try:
@@ -119,6 +124,10 @@ class TrainConfig:
         for key in ("betas", "sample_prompts"):
             if key in d:
                 d[key] = tuple(d[key])
+        defaults = {f.name: f.default_factory() for f in dataclasses.fields(cls) if f.name in PER_FLOW}
+        for key in PER_FLOW:  # loss_weights.mmu=3 changes one flow's value, not the whole table
+            if isinstance(d.get(key), dict):
+                d[key] = {**defaults[key], **d[key]}
         return cls(**d)
 
 
