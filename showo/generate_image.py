@@ -34,7 +34,7 @@ def codes_to_ids(codes: torch.Tensor, layout) -> torch.Tensor:
 def initial_codes(input_ids: torch.Tensor, layout, start: int, end: int) -> torch.Tensor:
     """(B, N) codes of the image span, ``MASKED`` where [MASK]."""
     ids = input_ids[:, start:end]
-    if not (layout.is_image_code(ids) | (ids == layout.mask_id)).all():
+    if not layout.is_image_slot(ids).all():
         raise ValueError("the image span may hold only image codes and [MASK]")
     return torch.where(ids == layout.mask_id, torch.full_like(ids, MASKED), ids - layout.image_offset)
 

@@ -18,7 +18,7 @@ from .layout import TokenLayout
 
 def image_token_index(ids: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
     """(B, L) -> index of each token in its image block (0 .. N-1), -1 outside images."""
-    in_image = layout.is_image_code(ids) | (ids == layout.mask_id)
+    in_image = layout.is_image_slot(ids)
     positions = torch.arange(ids.shape[-1], device=ids.device).expand_as(ids)
     last_outside = torch.where(in_image, torch.full_like(positions, -1), positions).cummax(dim=-1).values
     return torch.where(in_image, positions - last_outside - 1, torch.full_like(positions, -1))

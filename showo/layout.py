@@ -116,6 +116,10 @@ class TokenLayout:
     def is_image_code(self, ids: torch.Tensor) -> torch.Tensor:
         return (ids >= self.image_offset) & (ids < self.mask_id)
 
+    def is_image_slot(self, ids: torch.Tensor) -> torch.Tensor:
+        """Image codes and [MASK]: every id that may stand in a picture's place."""
+        return (ids >= self.image_offset) & (ids <= self.mask_id)
+
     def check_ids(self, ids: torch.Tensor) -> None:
         """Raise a clear error for ids outside the vocabulary."""
         if ids.dtype not in (torch.int64, torch.int32):
