@@ -30,6 +30,7 @@ from showo.training.presets import train_preset
 
 SETTINGS = {
     "tiny": [],  # 64 wide, 2 layers
+    "world": ['model={"preset": "world"}'],  # 256 wide, 4 layers: the shipped world model
     "mid-size": [  # 512 wide, 8 layers, 8 heads (~27M parameters)
         ('model={"preset": "world", "llm": {"hidden_size": 512, "num_layers": 8, "num_heads": 8, '
         '"intermediate_size": 2048}}'),

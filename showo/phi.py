@@ -46,6 +46,17 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return torch.cat((rot, rest), dim=-1)
 
 
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
+    """Scaled dot-product attention. Under CPU autocast (``mixed_precision=bf16`` on a CPU) it
+    runs in float32: PyTorch's bfloat16 CPU attention kernel took 4x as long as float32 in the
+    backward pass of a world-model step (510 ms against 125 ms over 5 steps, torch.profiler)."""
+    if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, is_causal=causal)
+        return out.to(torch.get_autocast_dtype("cpu"))
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+
+
 class Attention(nn.Module):
     def __init__(self, config: PhiConfig) -> None:
         super().__init__()
@@ -75,8 +86,7 @@ class Attention(nn.Module):
         v = self._heads(self.v_proj(x))
         if cache is not None:
             k, v = cache.update(layer, cache.length, k, v)
-        causal = mask is None and cache is None
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+        out = attend(q, k, v, mask, causal=mask is None and cache is None)
         b, _, length, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, length, -1))
 

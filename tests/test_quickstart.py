@@ -201,5 +201,6 @@ def test_retrain_runs_both_presets_with_the_recipes_changes(tmp_path, monkeypatc
     assert [s["scenes"] for s in model_run["data"]["t2i"]["sources"][1:]] == ["crowded", "pairs"]
     pipe = ShowoPipeline.from_pretrained(folder)
     assert pipe.model.config.image_position_embeddings  # world-quick's image tokens know their place
+    assert pipe.model.config.llm.hidden_size == 128 and pipe.model.config.llm.num_layers == 4  # half the width
     assert pipe.generation.guidance_scale == model_run["generation"]["guidance_scale"]
     assert len(pipe.text_to_image(["a red circle"], steps=2, seed=0)) == 1

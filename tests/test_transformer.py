@@ -2,9 +2,11 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import TINY, write_released_folder
 from showo import ShowoModel, omni_attention_mask
+from showo.phi import attend
 
 
 @pytest.fixture
@@ -81,6 +83,23 @@ def test_half_precision_close_to_fp32(tiny_model, random_ids, dtype):
     assert got.dtype == dtype and torch.isfinite(got).all()
     scale = expected.abs().max()
     assert (got.float() - expected).abs().max() / scale < 0.05
+
+
+def test_attention_under_cpu_autocast_runs_in_float32():
+    """mixed_precision=bf16 on a CPU: attention computes in float32 (the bfloat16 CPU kernel's
+    backward is several times slower) and hands back bfloat16 like the layers around it."""
+    q, k, v = (torch.randn(2, 4, 9, 16, requires_grad=True) for _ in range(3))
+    mask = torch.ones(9, 9, dtype=torch.bool).tril()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask, causal=False)
+    expected = F.scaled_dot_product_attention(q.bfloat16().float(), k.bfloat16().float(), v.bfloat16().float(),
+                                              attn_mask=mask)
+    assert got.dtype == torch.bfloat16
+    assert torch.equal(got, expected.bfloat16())
+    got.float().sum().backward()
+    assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in (q, k, v))
+    outside = attend(q.detach(), k.detach(), v.detach(), None, causal=True)  # no autocast: untouched
+    torch.testing.assert_close(outside, F.scaled_dot_product_attention(q, k, v, is_causal=True))
 
 
 def test_ids_outside_vocabulary_are_refused(tiny_model):
