@@ -198,9 +198,11 @@ def test_retrain_runs_both_presets_with_the_recipes_changes(tmp_path, monkeypatc
     assert tokenizer_run["max_steps"] == 2 and model_run["max_steps"] == 2  # the arguments win
     assert model_run["vq"] == "world-tokenizer" and model_run["mmu_turns"] == "all"
     assert model_run["data"] == train_preset("world-quick")["data"]  # the preset's mixtures, not the world's
-    assert [s["scenes"] for s in model_run["data"]["t2i"]["sources"][1:]] == ["crowded", "pairs"]
+    t2i_sources = model_run["data"]["t2i"]["sources"]
+    assert [s.get("scenes") for s in t2i_sources] == [None, "crowded", "pairs"]
+    assert [s["weight"] for s in t2i_sources] == [2.0, 1.0, 1.0]  # half ordinary scenes: one-object pictures
     pipe = ShowoPipeline.from_pretrained(folder)
     assert pipe.model.config.image_position_embeddings  # world-quick's image tokens know their place
     assert pipe.model.config.llm.hidden_size == 128 and pipe.model.config.llm.num_layers == 4  # half the width
-    assert pipe.generation.guidance_scale == model_run["generation"]["guidance_scale"]
+    assert (pipe.generation.guidance_scale, pipe.generation.temperature) == (0.0, 3.0)  # how it samples best
     assert len(pipe.text_to_image(["a red circle"], steps=2, seed=0)) == 1
