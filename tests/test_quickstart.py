@@ -77,6 +77,20 @@ def test_cli_quickstart_end_to_end(tmp_path, capsys):
     assert (out / "report.html").is_file()
     printed = capsys.readouterr().out
     assert "t2i_overall" in printed and str(out / "report.html") in printed
+    assert "target >= 0.950" in printed  # answers, against the shipped model's target
+
+
+def test_retrain_is_measured_against_the_recipes_targets(tmp_path, monkeypatch, capsys):
+    from showo import quickstart
+
+    build_tiny_pipeline().save_pretrained(tmp_path / "model")
+    monkeypatch.setattr(quickstart, "retrain_model", lambda folder: tmp_path / "model")
+    assert main(["quickstart", "--retrain", "--ci", "--output", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "target >= 0.800" in printed and "target >= 0.900" in printed  # t2i_overall, vqa_accuracy
+    assert "target >= 0.950" not in printed
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "<td>>= 0.800</td>" in page and ">= 0.950" not in page
 
 
 def test_retrain_without_recipe_is_a_clear_error(tmp_path, monkeypatch, capsys):
