@@ -275,6 +275,16 @@ def test_every_question_kind_appears_and_its_answer_is_read_from_the_pixels():
     assert answer_question("What is the meaning of this?", scene) is None
 
 
+def test_yes_and_no_answers_are_balanced_so_a_constant_answer_scores_half():
+    answers = Counter()
+    for i in range(600):
+        sample = HELDOUT.mmu(i)
+        answers.update((k, a) for (_, a), k in zip(sample["turns"], sample["kinds"]) if k in ("presence", "relation"))
+    for kind in ("presence", "relation"):
+        yes, no = answers[(kind, "yes")], answers[(kind, "no")]
+        assert 0.42 < yes / (yes + no) < 0.58, (kind, yes, no)
+
+
 def test_class_samples_show_their_class():
     labels = set()
     for i in range(120):

@@ -78,17 +78,20 @@ def _count_question(scene: Scene, rng: np.random.Generator) -> tuple[str, str]:
 
 
 def _presence_question(scene: Scene, rng: np.random.Generator) -> tuple[str, str]:
-    """Yes and no equally often: a present object's attributes, or attributes nobody has."""
+    """Yes and no equally often: a present object's attributes, or attributes nobody has (yes
+    where no value of the asked attributes is missing, e.g. every shape is there)."""
     keys = pick(rng, (("shape",), ("colour",), ("colour", "shape"), ("size", "colour", "shape")))
-    if rng.random() < 0.5:
-        obj = pick(rng, scene.objects)
-    else:
-        colour, shape = pick(rng, CLASSES)
-        obj = Obj(shape, colour, pick(rng, SIZES), scene.objects[0].slot)
+
+    def present(obj: Obj) -> bool:
+        return any(all(getattr(o, k) == getattr(obj, k) for k in keys) for o in scene.objects)
+
+    slot = scene.objects[0].slot
+    absent = [o for o in (Obj(shape, colour, size, slot) for colour, shape in CLASSES for size in SIZES)
+              if not present(o)]
+    obj = pick(rng, scene.objects) if rng.random() < 0.5 or not absent else pick(rng, absent)
     phrase = noun_phrase(obj.shape if "shape" in keys else None, 1, obj.colour if "colour" in keys else None,
                          obj.size if "size" in keys else None)
-    present = any(all(getattr(o, k) == getattr(obj, k) for k in keys) for o in scene.objects)
-    return f"Is there {phrase}?", "yes" if present else "no"
+    return f"Is there {phrase}?", "yes" if present(obj) else "no"
 
 
 def referenced_pair(scene: Scene, rng: np.random.Generator) -> tuple[Obj, Obj, list[str], list[str]] | None:
