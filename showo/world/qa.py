@@ -47,12 +47,17 @@ def _reference(obj: Obj, keys: tuple[str, ...]) -> str:
     return "the " + " ".join(adjectives + [noun]) + where
 
 
+def _alike(a: Obj, b: Obj, keys: tuple[str, ...]) -> bool:
+    """``a`` and ``b`` agree on every attribute in ``keys``."""
+    return all(getattr(a, k) == getattr(b, k) for k in keys)
+
+
 def unique_references(obj: Obj, scene: Scene, banned: set[str]) -> list[str]:
     """Phrases that pick out ``obj`` alone in ``scene`` without naming a banned attribute."""
     refs = []
     for keys in _REFERENCES:
         if banned.isdisjoint(keys):
-            same = [o for o in scene.objects if all(getattr(o, k) == getattr(obj, k) for k in keys)]
+            same = [o for o in scene.objects if _alike(o, obj, keys)]
             if len(same) == 1:
                 refs.append(_reference(obj, keys))
     return refs
@@ -83,12 +88,15 @@ def _presence_question(scene: Scene, rng: np.random.Generator) -> tuple[str, str
     keys = pick(rng, (("shape",), ("colour",), ("colour", "shape"), ("size", "colour", "shape")))
 
     def present(obj: Obj) -> bool:
-        return any(all(getattr(o, k) == getattr(obj, k) for k in keys) for o in scene.objects)
+        return any(_alike(o, obj, keys) for o in scene.objects)
 
-    slot = scene.objects[0].slot
-    absent = [o for o in (Obj(shape, colour, size, slot) for colour, shape in CLASSES for size in SIZES)
-              if not present(o)]
-    obj = pick(rng, scene.objects) if rng.random() < 0.5 or not absent else pick(rng, absent)
+    if rng.random() < 0.5:
+        obj = pick(rng, scene.objects)
+    else:
+        slot = scene.objects[0].slot
+        absent = [o for o in (Obj(shape, colour, size, slot) for colour, shape in CLASSES for size in SIZES)
+                  if not present(o)]
+        obj = pick(rng, absent) if absent else pick(rng, scene.objects)
     phrase = noun_phrase(obj.shape if "shape" in keys else None, 1, obj.colour if "colour" in keys else None,
                          obj.size if "size" in keys else None)
     return f"Is there {phrase}?", "yes" if present(obj) else "no"
