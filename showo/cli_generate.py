@@ -92,14 +92,17 @@ def run_generate(args) -> None:
     images, records = [], []
     for index, prompt in tqdm(shard(prompts, rank, world), desc="generating", disable=None):
         frames, record = strip_recorder(pipe) if args.save_steps else (None, None)
-        codes = pipe.generate_codes([prompt], seed=args.seed + index, callback=record, **sampling_kwargs(args))
+        drawn = pipe.plan([prompt])[0] if pipe.generation.plan_prompts else prompt
+        codes = pipe.generate_codes([drawn], seed=args.seed + index, callback=record, plan=False,
+                                    **sampling_kwargs(args))
         image = pipe.decode_codes(codes)[0]
         name = f"{index:05d}.png"
         image.save(args.output / name)
         if frames:
             grid([f[0] for f in frames], columns=len(frames)).save(args.output / f"{index:05d}_steps.png")
         images.append(image)
-        records.append({"index": index, "prompt": prompt, "file": name, "seed": args.seed + index})
+        records.append({"index": index, "prompt": prompt, "file": name, "seed": args.seed + index,
+                        **({"plan": drawn} if drawn != prompt else {})})
     suffix = "" if world == 1 else f"_rank{rank}"
     grid(images).save(args.output / f"grid{suffix}.png")
     with open(args.output / f"prompts{suffix}.jsonl", "w") as f:

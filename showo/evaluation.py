@@ -101,15 +101,19 @@ def run_t2i(pipe, budget: Budget, seed: int, progress: bool) -> tuple[dict, dict
         frames.append(pipe.decode_codes(sampled[:1])[0])
 
     images: list[Image.Image] = []
+    drawn: list[str] = []  # what each picture was drawn from: the prompt, or the model's plan of it
     for start, batch in _batches(items, budget.batch_size, "text-to-image", progress):
-        images += pipe.text_to_image([i["prompt"] for i in batch], seed=seed + start,
+        prompts = [i["prompt"] for i in batch]
+        drawn += pipe.plan(prompts) if pipe.generation.plan_prompts else prompts
+        images += pipe.text_to_image(drawn[start:], plan=False, seed=seed + start,
                                      callback=record if start == 0 else None, **_sampling(budget))
     correct = tasks.score_t2i(items, images)
     scores = geneval_scores([{"category": i["category"], "correct": c} for i, c in zip(items, correct)])
     examples = [
         {"prompt": i["prompt"], "category": i["category"], "image": image, "correct": c,
-         "read": tasks.scene_summary(image)}
-        for k, (i, image, c) in enumerate(zip(items, images, correct)) if k % budget.t2i_per_category < budget.shown
+         "read": tasks.scene_summary(image), **({"plan": plan} if plan != i["prompt"] else {})}
+        for k, (i, image, c, plan) in enumerate(zip(items, images, correct, drawn))
+        if k % budget.t2i_per_category < budget.shown
     ]
     progression = {"prompt": items[0]["prompt"], "frames": frames}
     return {f"t2i_{name}": value for name, value in scores.items()}, {"examples": examples,

@@ -1,8 +1,9 @@
 """Sampling defaults that travel with a model: ``generation_config.json`` in its folder.
 
-As with Hugging Face models, a folder may say how its pictures are best sampled; the
-pipeline, ``showo generate`` and the web demo use these values wherever the caller gives
-none. A folder without the file gets the paper's values (18 steps, guidance 1.75).
+As with Hugging Face models, a folder may say how its pictures are best sampled (and whether
+its prompts are first planned, ``showo.planning``); the pipeline, ``showo generate`` and the web
+demo use these values wherever the caller gives none. A folder without the file gets the
+paper's values (18 steps, guidance 1.75, prompts drawn as given).
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ class GenerationConfig:
     guidance_scale: float = 1.75  # classifier-free guidance w in (1 + w) * cond - w * uncond
     schedule: str = "cosine"  # cosine | linear | sigmoid | pow<p>
     temperature: float = 1.0  # of the Gumbel noise on confidences that picks what is re-masked
+    plan_prompts: bool = False  # text-to-image draws the model's own plan of the prompt (showo.planning)
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
+        if not isinstance(self.plan_prompts, bool):
+            raise ValueError(f"plan_prompts must be true or false, got {self.plan_prompts!r}")
         if self.guidance_scale < 0:
             raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
         MaskGITSampler(self.steps, self.schedule, self.temperature)  # the sampler's own checks

@@ -24,6 +24,7 @@ from .image_processing import (
     preprocess_images,
 )
 from .magvit2 import MagvitV2
+from .planning import plan_request
 from .model import ShowoModel
 from .prompting import mmu_sequence, t2i_prompt
 from .text_tokenizer import TextTokenizer
@@ -105,14 +106,19 @@ class ShowoPipeline:
         seed: int | None = None,
         mode: str = "maskgit",
         callback: Callable | None = None,
+        plan: bool | None = None,
     ) -> torch.Tensor:
         """(B, N) codes for ``prompts``; ``image_ids`` (B, N) hold known codes or [MASK].
-        Sampling arguments left as None take the values of ``self.generation``."""
+        Sampling arguments left as None take the values of ``self.generation``. A new picture
+        (no ``image_ids``) is drawn from the model's plan of its prompt (:meth:`plan`) when
+        ``plan`` is true (default: ``generation.plan_prompts``)."""
         sampling = self.generation.resolve(steps=steps, guidance_scale=guidance_scale, schedule=schedule,
                                            temperature=temperature)
         if isinstance(prompts, str):
             prompts = [prompts]
         if image_ids is None:
+            if self.generation.plan_prompts if plan is None else plan:
+                prompts = self.plan(prompts)
             image_ids = torch.full((len(prompts), self.config.num_image_tokens), self.model.layout.mask_id)
         cond, uncond = self._t2i_ids(prompts, image_ids)
         generator = None if seed is None else [torch.Generator(self.device).manual_seed(seed + i) for i in range(len(prompts))]
@@ -123,6 +129,17 @@ class ShowoPipeline:
     def text_to_image(self, prompts: str | Sequence[str], **kwargs) -> list[Image.Image]:
         """One image per prompt. Keyword arguments: those of :meth:`generate_codes`."""
         return self.decode_codes(self.generate_codes(prompts, **kwargs))
+
+    def plan(self, prompts: str | Sequence[str]) -> list[str]:
+        """The model's complete description of a picture for each prompt (``showo.planning``),
+        greedy, at most ``max_text_length`` tokens; a prompt whose plan comes out empty is kept."""
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        layout = self.model.layout
+        rows = [[layout.sot_id, *ids] for ids in self.tokenizer.encode_batch([plan_request(p) for p in prompts])]
+        new = generate_text(self.model, left_pad(rows, layout.pad_id).to(self.device),
+                            max_new_tokens=self.config.max_text_length, top_k=1)
+        plans = [p.strip() for p in decode_answers(self.tokenizer, new, layout.eot_id)]
+        return [planned or prompt for planned, prompt in zip(plans, prompts)]
 
     def class_to_image(self, class_names: str | Sequence[str], **kwargs) -> list[Image.Image]:
         """Class-conditional generation (stage 1): the class name is the prompt."""

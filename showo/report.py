@@ -54,6 +54,13 @@ def format_value(name: str, value: float) -> str:
     return f"{value:.1f} dB" if name == "recon_psnr" else f"{value:.3f}"
 
 
+def _target(name: str, metrics: dict, targets: dict[str, float]) -> tuple[str, bool] | None:
+    """(">= target", whether the value meets it) for a metric with a target, else None."""
+    if name not in targets:
+        return None
+    return f">= {format_value(name, targets[name])}", metrics[name] >= targets[name]
+
+
 def metric_table(metrics: dict, targets: dict[str, float] = TARGETS) -> str:
     """The metrics as aligned text lines, ``targets`` beside the numbers (for the terminal)."""
     names = [n for n in metrics if n not in ("seconds", "seconds_total")]
@@ -61,9 +68,9 @@ def metric_table(metrics: dict, targets: dict[str, float] = TARGETS) -> str:
     lines = []
     for name in names:
         line = f"{name:<{width}}  {format_value(name, metrics[name]):>9}"
-        if name in targets:
-            met = "ok" if metrics[name] >= targets[name] else "below target"
-            line += f"   target >= {format_value(name, targets[name])}  {met}"
+        target = _target(name, metrics, targets)
+        if target is not None:
+            line += f"   target {target[0]}  {'ok' if target[1] else 'below target'}"
         lines.append(line)
     if "seconds_total" in metrics:
         lines.append(f"{'seconds_total':<{width}}  {metrics['seconds_total']:>9.1f}")
@@ -107,10 +114,10 @@ def _figure(images: str, *lines: str) -> str:
 def _metrics_html(metrics: dict, targets: dict[str, float]) -> str:
     rows = []
     for name in (n for n in metrics if n not in ("seconds", "seconds_total")):
-        value = metrics[name]
-        target = f">= {format_value(name, targets[name])}" if name in targets else ""
-        met = _verdict(value >= targets[name]) if name in targets else ""
-        rows.append(f"<tr><td>{_e(name)}</td><td>{format_value(name, value)}</td><td>{target}</td><td>{met}</td>"
+        target = _target(name, metrics, targets)
+        wanted, met = ("", "") if target is None else (target[0], _verdict(target[1]))
+        value = format_value(name, metrics[name])
+        rows.append(f"<tr><td>{_e(name)}</td><td>{value}</td><td>{wanted}</td><td>{met}</td>"
                     f"<td>{_e(CHECKS.get(name, ''))}</td></tr>")
     head = "<tr><th>metric</th><th>value</th><th>target</th><th></th><th>what it checks</th></tr>"
     timing = "".join(f"<tr><td>{_e(k)}</td><td>{v:.1f} s</td></tr>" for k, v in metrics.get("seconds", {}).items())
@@ -121,7 +128,8 @@ def _metrics_html(metrics: dict, targets: dict[str, float]) -> str:
 
 def _t2i_html(part: dict, pics: _Pictures) -> str:
     out = [("<h2>Text-to-image</h2><p>One picture per GenEval-style prompt; the scene read from the picture "
-            "must satisfy the prompt. <i>read</i> is what the judge sees.</p>")]
+            "must satisfy the prompt. <i>read</i> is what the judge sees; <i>planned</i>, where "
+            "shown, is the model's own full description of the prompt, which it drew (showo.planning).</p>")]
     progression = part.get("progression")
     if progression and progression["frames"]:
         strip = grid(progression["frames"], columns=len(progression["frames"]))
@@ -129,6 +137,7 @@ def _t2i_html(part: dict, pics: _Pictures) -> str:
                    f"after each of {len(progression['frames'])} MaskGIT steps</p>"
                    f"<div class='strip'>{pics.tag(strip, 'progression', progression['prompt'])}</div>")
     figures = [_figure(pics.tag(x["image"], "t2i", x["prompt"]), f"<b>{_e(x['prompt'])}</b>",
+                       *([f"planned: {_e(x['plan'])}"] if "plan" in x else []),
                        f"{_e(x['category'])}: {_verdict(x['correct'])}", f"read: {_e(x['read'])}")
                for x in part.get("examples", [])]
     return "".join(out) + f"<div class='examples'>{''.join(figures)}</div>"

@@ -33,6 +33,24 @@ def test_generate_writes_images_grid_and_steps(model_dir, tmp_path, capsys):
     assert "wrote 2 images" in capsys.readouterr().out
 
 
+def test_a_planning_model_records_the_plan_it_drew(model_dir, tmp_path):
+    import shutil
+
+    from showo.generation_config import GenerationConfig
+    from showo.pipeline import ShowoPipeline
+
+    planner = tmp_path / "planner"
+    shutil.copytree(model_dir, planner)
+    GenerationConfig(plan_prompts=True).save(planner)
+    out = tmp_path / "out"
+    assert main(["generate", "a red circle", "--model", str(planner), "--steps", "2", "--output", str(out)]) == 0
+    (record,) = [json.loads(line) for line in (out / "prompts.jsonl").read_text().splitlines()]
+    pipe = ShowoPipeline.from_pretrained(planner)
+    assert record["prompt"] == "a red circle" and record["plan"] == pipe.plan(["a red circle"])[0]
+    drawn = pipe.decode_codes(pipe.generate_codes([record["plan"]], seed=0, steps=2, plan=False))[0]
+    assert Image.open(out / "00000.png").tobytes() == drawn.tobytes()
+
+
 def test_inpaint_extrapolate_answer(model_dir, tmp_path, capsys):
     image, mask = tmp_path / "in.png", tmp_path / "mask.png"
     Image.new("RGB", (64, 64), "red").save(image)

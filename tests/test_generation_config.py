@@ -15,7 +15,7 @@ def test_a_folder_without_the_file_gets_the_papers_values(tmp_path):
 
 
 def test_saved_values_come_back(tmp_path):
-    config = GenerationConfig(steps=7, guidance_scale=2.5, schedule="pow2", temperature=0.8)
+    config = GenerationConfig(steps=7, guidance_scale=2.5, schedule="pow2", temperature=0.8, plan_prompts=True)
     config.save(tmp_path)
     assert GenerationConfig.from_folder(tmp_path) == config
 
@@ -26,6 +26,7 @@ def test_saved_values_come_back(tmp_path):
     ({"steps": 2.5}, "steps must be an integer >= 1, got 2.5"),
     ({"guidance_scale": -1}, "guidance_scale must be >= 0"),
     ({"schedule": "wavy"}, "unknown schedule 'wavy'"),
+    ({"plan_prompts": "yes"}, "plan_prompts must be true or false, got 'yes'"),
 ])
 def test_bad_files_are_named(tmp_path, values, message):
     (tmp_path / FILENAME).write_text(json.dumps(values))

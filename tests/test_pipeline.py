@@ -9,10 +9,16 @@ from PIL import Image
 from conftest import build_tiny_pipeline
 from showo import MagvitV2, magvit_preset
 from showo.editing import mask_to_grid, shift_grid
+from showo.generate_text import decode_answers, generate_text, left_pad
 from showo.mixed import generate_mixed
 from showo.pipeline import ShowoPipeline
+from showo.planning import plan_request
 
 SIZE = 64
+
+
+def pixels(image):
+    return image.tobytes()
 
 
 def picture(color="red"):
@@ -87,6 +93,28 @@ def test_caption_is_the_describe_question(tiny_pipeline):
     image = picture("blue")
     assert tiny_pipeline.caption(image, max_new_tokens=5) == tiny_pipeline.answer(
         image, "Please describe this image in detail.", max_new_tokens=5)
+
+
+def test_a_planned_prompt_is_drawn_from_the_models_plan(tiny_pipeline):
+    """plan() continues ``<sot> plan_request(prompt)`` greedily; text_to_image draws the plans."""
+
+    prompts = ["a red circle", "two green triangles on the left"]
+    plans = tiny_pipeline.plan(prompts)
+    layout, tokenizer = tiny_pipeline.model.layout, tiny_pipeline.tokenizer
+    rows = [[layout.sot_id, *tokenizer.encode(plan_request(p))] for p in prompts]
+    new = generate_text(tiny_pipeline.model, left_pad(rows, layout.pad_id),
+                        max_new_tokens=tiny_pipeline.config.max_text_length, top_k=1)
+    expected = [a.strip() for a in decode_answers(tokenizer, new, layout.eot_id)]
+    assert plans == [e or p for e, p in zip(expected, prompts)]
+    assert any(plan != prompt for plan, prompt in zip(plans, prompts))
+    drawn = tiny_pipeline.text_to_image(prompts, plan=True, seed=3, steps=2)
+    assert [pixels(x) for x in drawn] == [pixels(x) for x in tiny_pipeline.text_to_image(plans, seed=3, steps=2)]
+    original = tiny_pipeline.generation  # the folder's default decides when plan is not given
+    try:
+        tiny_pipeline.generation = dataclasses.replace(original, plan_prompts=True)
+        assert [pixels(x) for x in tiny_pipeline.text_to_image(prompts, seed=3, steps=2)] == [pixels(x) for x in drawn]
+    finally:
+        tiny_pipeline.generation = original
 
 
 def test_mixed_modality_returns_text_and_images(tiny_pipeline):

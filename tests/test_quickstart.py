@@ -14,6 +14,7 @@ from PIL import Image
 from showo import evaluation_tasks as tasks
 from showo.cli import main
 from showo.editing import stitch
+from showo.generation_config import GenerationConfig
 from showo.evaluation import (
     METRICS,
     PARTS,
@@ -27,6 +28,7 @@ from showo.evaluation import (
 )
 from showo.report import write_report
 from showo.world import (
+    GENEVAL_CATEGORIES,
     Obj,
     Scene,
     answer_question,
@@ -111,6 +113,7 @@ class FakePipe:
     """The pipeline's interface with perfect (or ``blank``) answers computed from the world."""
 
     config = SimpleNamespace(image_size=64)
+    generation = GenerationConfig()
 
     def __init__(self, blank: bool = False):
         self.blank = blank
@@ -142,6 +145,29 @@ class FakePipe:
 def test_t2i_scores_one_for_the_oracle_and_zero_for_blank_pictures(blank):
     metrics, _ = run_t2i(FakePipe(blank), SMALL, seed=0, progress=False)
     assert len(metrics) == 7 and set(metrics.values()) == {0.0 if blank else 1.0}
+
+
+class PlanningPipe(FakePipe):
+    """Plans each prompt as the canonical caption of a scene that fits it, and draws only plans."""
+
+    generation = GenerationConfig(plan_prompts=True)
+
+    def plan(self, prompts):
+        rng = np.random.default_rng(7)
+        return [canonical_caption(scene_from_spec(self.specs[p], rng)) for p in prompts]
+
+    def text_to_image(self, prompts, plan=None, **kwargs):
+        assert plan is False  # the evaluation planned already and draws the plans as given
+        return [_scene_of(p).render() for p in prompts]
+
+
+def test_t2i_of_a_planning_model_draws_and_reports_its_plans():
+    metrics, artefacts = run_t2i(PlanningPipe(), SMALL, seed=0, progress=False)
+    assert set(metrics.values()) == {1.0}
+    examples = artefacts["examples"]
+    assert len(examples) == len(GENEVAL_CATEGORIES) * SMALL.shown
+    for x in examples:
+        assert x["plan"] != x["prompt"] and read_scene(x["image"]) == _scene_of(x["plan"])
 
 
 @pytest.mark.parametrize("run, metric", [(run_vqa, "vqa_accuracy"), (run_captions, "caption_accuracy"),
@@ -215,8 +241,11 @@ def test_retrain_runs_both_presets_with_the_recipes_changes(tmp_path, monkeypatc
     t2i_sources = model_run["data"]["t2i"]["sources"]
     assert [s.get("scenes") for s in t2i_sources] == [None, "crowded", "pairs"]
     assert [s["weight"] for s in t2i_sources] == [2.0, 1.0, 1.0]  # half ordinary scenes: one-object pictures
+    assert [(s["kind"], s["weight"]) for s in model_run["data"]["lm"]["sources"]] == [("lm", 1.0), ("plan", 2.0)]
+    assert model_run["loss_weights"]["lm"] == 1.0  # plans learn at full weight
     pipe = ShowoPipeline.from_pretrained(folder)
     assert pipe.model.config.image_position_embeddings  # world-quick's image tokens know their place
     assert pipe.model.config.llm.hidden_size == 128 and pipe.model.config.llm.num_layers == 4  # half the width
     assert (pipe.generation.guidance_scale, pipe.generation.temperature) == (0.0, 3.0)  # how it samples best
+    assert pipe.generation.plan_prompts  # it draws its own plan of a prompt
     assert len(pipe.text_to_image(["a red circle"], steps=2, seed=0)) == 1

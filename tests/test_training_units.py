@@ -51,7 +51,7 @@ def test_config_precedence_and_source_replacement(tmp_path):
 
 def test_one_flow_of_a_per_flow_table_can_be_changed_alone():
     cfg = build_config(train_preset("world-quick"), None, ["loss_weights.mmu=3", "batch_size.lm=1"])
-    assert cfg.loss_weights == {"t2i": 1.0, "lm": 0.1, "mmu": 3, "mixed": 1.0}  # not {"mmu": 3}
+    assert cfg.loss_weights == {"t2i": 1.0, "lm": 1.0, "mmu": 3, "mixed": 1.0}  # not {"mmu": 3}
     assert cfg.batch_size == {"t2i": 8, "lm": 1, "mmu": 8, "mixed": 1}  # the preset's, one changed
     with pytest.raises(ValueError, match=r"batch_size has no value for the flows \['mmu'\]"):
         TrainConfig(data={"mmu": {"type": "world"}}, batch_size={"t2i": 8})
@@ -122,6 +122,25 @@ def test_lm_row_predicts_every_next_token():
     row = lm_row([5, 6, 7], LAYOUT, 16)
     assert row.ids == [LAYOUT.sot_id, 5, 6, 7, LAYOUT.eot_id]
     assert row.labels == [5, 6, 7, LAYOUT.eot_id, IGNORE]
+
+
+def test_a_plan_sample_is_a_language_modelling_row_and_nothing_else():
+    from showo.data.errors import BadSample
+    from showo.training.feeder import RowBuilder
+    from showo.world import WorldDataset
+
+    class Letters:  # a stand-in text tokenizer: one id per character
+        def encode(self, text):
+            return [ord(c) % 50 + 10 for c in text]
+
+    sample = {**WorldDataset().plan(0), "source": "world:train:plan:0"}
+    cfg = build_config(train_preset("tiny"), None, [])
+    builder = RowBuilder(cfg, LAYOUT, Letters(), max_text_length=16)
+    row = builder.row("lm", sample, 0)
+    expected = lm_row(Letters().encode(sample["text"]), LAYOUT, cfg.max_seq_length)
+    assert (row.ids, row.labels) == (expected.ids, expected.labels)
+    with pytest.raises(BadSample, match="world:train:plan:0.*cannot feed the mmu flow"):
+        builder.row("mmu", sample, 0)
 
 
 def test_mmu_row_learns_only_the_answer_and_its_end():

@@ -315,6 +315,21 @@ def test_lm_passages_are_short_sentences():
         assert 2 <= len(sentences) <= 5 and all(s[0].isupper() and s.endswith(".") for s in sentences), text
 
 
+def test_a_plan_describes_every_object_of_a_picture_its_prompt_fits():
+    from showo.planning import plan_request
+
+    for i in range(60):
+        split = TRAIN if i % 2 else HELDOUT
+        sample = split.plan(i)
+        scene = sample["scene"]
+        assert is_heldout(scene) == (split is HELDOUT)
+        assert sample["text"] == f"{plan_request(sample['prompt'])} {sample['plan']}"
+        assert caption_matches(sample["prompt"], scene), sample["prompt"]
+        assert sample["plan"] == canonical_caption(scene)
+        assert caption_matches(sample["plan"], scene, complete=True)
+    assert TRAIN.plan(3) == TRAIN.plan(3) and TRAIN.plan(3)["text"] != TRAIN.plan(4)["text"]
+
+
 # ---------------------------------------------------------------- GenEval-style prompts
 
 

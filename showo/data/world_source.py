@@ -53,6 +53,7 @@ def world_texts(count: int, seed: int = 0) -> Iterator[str]:
     for i in range(count):
         yield data.t2i(i)["caption"]
         yield data.lm(i)["text"]
+        yield data.plan(i)["text"]
         for question, answer in data.mmu(i)["turns"]:
             yield understanding_text(question) + " " + answer
         if i % 4 == 0:

@@ -27,8 +27,9 @@ from .sequences import (
     t2i_row,
 )
 
-# Image-caption pairs also feed the mmu flow, as captioning (stages 1 and 2 of the recipe).
-FLOW_KINDS = {"t2i": ("t2i", "class"), "lm": ("lm",), "mmu": ("mmu", "t2i"), "mixed": ("interleaved",)}
+# Image-caption pairs also feed the mmu flow, as captioning (stages 1 and 2 of the recipe); prompt
+# plans (showo.planning) are language-modelling rows.
+FLOW_KINDS = {"t2i": ("t2i", "class"), "lm": ("lm", "plan"), "mmu": ("mmu", "t2i"), "mixed": ("interleaved",)}
 
 
 class RowBuilder:

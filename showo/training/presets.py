@@ -43,7 +43,10 @@ def _mixture(kind: str, *scenes: str, ordinary: float = 1.0) -> dict[str, Any]:
 # attributes ("crowded"), a quarter exactly two different shapes, half are ordinary scenes (the
 # shipped model's last runs, 19 to 21, drew from a third of each); half the questions are
 # about crowded scenes.
-_WORLD_QUICK_DATA = {"t2i": _mixture("t2i", "crowded", "pairs", ordinary=2.0), "lm": _world("lm"),
+# Two thirds of its text rows are prompt plans (showo.planning): it draws the plan it writes.
+_WORLD_QUICK_DATA = {"t2i": _mixture("t2i", "crowded", "pairs", ordinary=2.0),
+                     "lm": {"type": "mixture", "sources": [{**_world("lm"), "weight": 1.0},
+                                                           {**_world("plan"), "weight": 2.0}]},
                      "mmu": _mixture("mmu", "crowded"), "mixed": _world("interleaved")}
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -100,7 +103,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-# world-quick: the transformer of ``showo quickstart --retrain``, from scratch in ~21 minutes on 2
+# world-quick: the transformer of ``showo quickstart --retrain``, from scratch in ~22 minutes on 2
 # CPU cores: about the shipped model's last data, every question of a picture, and half the world
 # preset's batches for about twice the steps (after 5.7 minutes of each, t2i loss 0.76 against
 # 0.82 at full batches). Its image tokens carry learned row and column embeddings (not in
@@ -117,17 +120,24 @@ PRESETS: dict[str, dict[str, Any]] = {
 # objects, expects more objects than a one-object prompt asks for, so guidance pushes such
 # pictures toward the empty background (t2i_overall 0.490 / 0.524 / 0.479 at seeds 0 / 1 / 2
 # at guidance 1.5, 0.583 / 0.594 / 0.597 at 0 with temperature 3). The shipped model scores
-# alike either way (0.944 / 0.941 at temperature 1 / 3).
+# alike either way (0.944 / 0.941 at temperature 1 / 3). It plans its prompts (showo.planning):
+# two thirds of its text rows pair a caption with the complete description of its picture, and
+# it draws the description it writes for a prompt (t2i_overall 0.917 / 0.917 / 0.913 against
+# 0.580 / 0.583 / 0.569 without plans; vqa 0.568 against 0.674, means of three seeds; see
+# showo/weights/world/training/README.md).
 PRESETS["world-quick"] = {
     **copy.deepcopy(PRESETS["world"]),
     "model": {"preset": "world", "image_position_embeddings": True,
               "llm": {"hidden_size": 128, "num_heads": 4, "intermediate_size": 512}},
     "data": _WORLD_QUICK_DATA,
-    "batch_size": {"t2i": 8, "lm": 2, "mmu": 8, "mixed": 1},
+    "batch_size": {"t2i": 8, "lm": 6, "mmu": 8, "mixed": 1},
+    # Text rows at full weight (Show-o's lm weight is 0.1): at step 3,000 of 6,000 its plans were
+    # right for 0.91 of the prompts, against 0.63 at 0.1.
+    "loss_weights": {"t2i": 1.0, "lm": 1.0, "mmu": 1.0, "mixed": 1.0},
     "max_steps": 6000,
     "mmu_turns": "all",
     "sample_every": 0,
-    "generation": {"steps": 24, "guidance_scale": 0.0, "temperature": 3.0},
+    "generation": {"steps": 24, "guidance_scale": 0.0, "temperature": 3.0, "plan_prompts": True},
 }
 
 

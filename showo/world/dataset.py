@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .language import RELATION_PHRASES, number_word, object_phrase, random_caption
+from ..planning import plan_text
+from .language import RELATION_PHRASES, canonical_caption, number_word, object_phrase, random_caption
 from .qa import QA_KINDS, make_question, referenced_pair, unique_references
 from .scene import (
     CLASS_NAMES,
@@ -29,7 +30,7 @@ from .scene import (
 )
 
 SPLITS = ("train", "heldout")
-KINDS = ("t2i", "class", "mmu", "lm", "interleaved")
+KINDS = ("t2i", "class", "mmu", "lm", "interleaved", "plan")
 FACTS = (
     "A square has four corners.", "A triangle has three corners.", "A circle has no corners.",
     "A square has four equal sides.", "A triangle has three sides.", "A circle is round.",
@@ -69,7 +70,7 @@ class WorldDataset:
     def sample(self, kind: str, index: int) -> dict:
         """The sample of ``kind`` (one of ``KINDS``) at ``index``."""
         methods = {"t2i": self.t2i, "class": self.class_sample, "mmu": self.mmu, "lm": self.lm,
-                   "interleaved": self.interleaved}
+                   "interleaved": self.interleaved, "plan": self.plan}
         if kind not in methods:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         return methods[kind](index)
@@ -112,6 +113,14 @@ class WorldDataset:
         for k in rng.permutation(len(extra))[: int(rng.integers(1, 5))]:
             sentences.append(extra[k])
         return {"kind": "lm", "text": " ".join(sentences)}
+
+    def plan(self, index: int) -> dict:
+        """A t2i caption and the complete description of its picture, as one text row
+        (``showo.planning``): ``{"text", "prompt", "plan"}``, where the plan is the canonical caption."""
+        rng = self._rng("plan", index)
+        scene = self.scene(rng)
+        prompt, plan = random_caption(scene, rng), canonical_caption(scene)
+        return {"kind": "plan", "text": plan_text(prompt, plan), "prompt": prompt, "plan": plan, "scene": scene}
 
     def interleaved(self, index: int) -> dict:
         """A scene built one object at a time: instruction, picture so far, instruction, ..."""
