@@ -24,8 +24,8 @@ from .image_processing import (
     preprocess_images,
 )
 from .magvit2 import MagvitV2
-from .planning import plan_request
 from .model import ShowoModel
+from .planning import plan_request
 from .prompting import mmu_sequence, t2i_prompt
 from .text_tokenizer import TextTokenizer
 
