@@ -92,7 +92,7 @@ def run_generate(args) -> None:
     images, records = [], []
     for index, prompt in tqdm(shard(prompts, rank, world), desc="generating", disable=None):
         frames, record = strip_recorder(pipe) if args.save_steps else (None, None)
-        drawn = pipe.plan([prompt])[0] if pipe.generation.plan_prompts else prompt
+        (drawn,) = pipe.prompts_to_draw([prompt])
         codes = pipe.generate_codes([drawn], seed=args.seed + index, callback=record, plan=False,
                                     **sampling_kwargs(args))
         image = pipe.decode_codes(codes)[0]

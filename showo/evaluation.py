@@ -103,8 +103,7 @@ def run_t2i(pipe, budget: Budget, seed: int, progress: bool) -> tuple[dict, dict
     images: list[Image.Image] = []
     drawn: list[str] = []  # what each picture was drawn from: the prompt, or the model's plan of it
     for start, batch in _batches(items, budget.batch_size, "text-to-image", progress):
-        prompts = [i["prompt"] for i in batch]
-        drawn += pipe.plan(prompts) if pipe.generation.plan_prompts else prompts
+        drawn += pipe.prompts_to_draw([i["prompt"] for i in batch])
         images += pipe.text_to_image(drawn[start:], plan=False, seed=seed + start,
                                      callback=record if start == 0 else None, **_sampling(budget))
     correct = tasks.score_t2i(items, images)

@@ -117,8 +117,7 @@ class ShowoPipeline:
         if isinstance(prompts, str):
             prompts = [prompts]
         if image_ids is None:
-            if self.generation.plan_prompts if plan is None else plan:
-                prompts = self.plan(prompts)
+            prompts = self.prompts_to_draw(prompts, plan)
             image_ids = torch.full((len(prompts), self.config.num_image_tokens), self.model.layout.mask_id)
         cond, uncond = self._t2i_ids(prompts, image_ids)
         generator = None if seed is None else [torch.Generator(self.device).manual_seed(seed + i) for i in range(len(prompts))]
@@ -129,6 +128,11 @@ class ShowoPipeline:
     def text_to_image(self, prompts: str | Sequence[str], **kwargs) -> list[Image.Image]:
         """One image per prompt. Keyword arguments: those of :meth:`generate_codes`."""
         return self.decode_codes(self.generate_codes(prompts, **kwargs))
+
+    def prompts_to_draw(self, prompts: Sequence[str], plan: bool | None = None) -> list[str]:
+        """What new pictures of ``prompts`` are drawn from: the model's plans of them when ``plan``
+        is true (default: ``generation.plan_prompts``), else the prompts themselves."""
+        return self.plan(prompts) if (self.generation.plan_prompts if plan is None else plan) else list(prompts)
 
     def plan(self, prompts: str | Sequence[str]) -> list[str]:
         """The model's complete description of a picture for each prompt (``showo.planning``),

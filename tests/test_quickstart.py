@@ -14,7 +14,6 @@ from PIL import Image
 from showo import evaluation_tasks as tasks
 from showo.cli import main
 from showo.editing import stitch
-from showo.generation_config import GenerationConfig
 from showo.evaluation import (
     METRICS,
     PARTS,
@@ -113,7 +112,6 @@ class FakePipe:
     """The pipeline's interface with perfect (or ``blank``) answers computed from the world."""
 
     config = SimpleNamespace(image_size=64)
-    generation = GenerationConfig()
 
     def __init__(self, blank: bool = False):
         self.blank = blank
@@ -121,6 +119,9 @@ class FakePipe:
 
     def _picture(self, scene: Scene) -> Image.Image:
         return Image.new("RGB", (64, 64)) if self.blank else scene.render()
+
+    def prompts_to_draw(self, prompts):
+        return list(prompts)
 
     def text_to_image(self, prompts, seed=0, **kwargs):
         rng = np.random.default_rng(seed)
@@ -150,9 +151,7 @@ def test_t2i_scores_one_for_the_oracle_and_zero_for_blank_pictures(blank):
 class PlanningPipe(FakePipe):
     """Plans each prompt as the canonical caption of a scene that fits it, and draws only plans."""
 
-    generation = GenerationConfig(plan_prompts=True)
-
-    def plan(self, prompts):
+    def prompts_to_draw(self, prompts):
         rng = np.random.default_rng(7)
         return [canonical_caption(scene_from_spec(self.specs[p], rng)) for p in prompts]
 
