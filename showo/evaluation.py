@@ -19,6 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import evaluation_tasks as tasks
+from .generate_text import final_answer
 from .image_processing import postprocess_images, preprocess_images
 from .mixed import generate_mixed
 from .world import (
@@ -121,13 +122,15 @@ def run_t2i(pipe, budget: Budget, seed: int, progress: bool) -> tuple[dict, dict
 
 def run_vqa(pipe, budget: Budget, seed: int, progress: bool) -> tuple[dict, dict]:
     items = tasks.vqa_items(budget.vqa, seed, pipe.config.image_size)
-    predicted: list[str] = []
+    texts: list[str] = []  # whole answers: a reasoning model's work and its answer
     for _, batch in _batches(items, budget.batch_size, "answers", progress):
-        predicted += pipe.answer([i["image"] for i in batch], [i["question"] for i in batch],
-                                 max_new_tokens=budget.answer_tokens)
+        texts += pipe.answer([i["image"] for i in batch], [i["question"] for i in batch],
+                             max_new_tokens=budget.answer_tokens, reasoning=True)
+    predicted = [final_answer(t, pipe.generation.answer_marker) for t in texts]
     correct = tasks.score_answers(predicted, [i["expected"] for i in items])
     examples = [{"image": i["image"], "question": i["question"], "expected": i["expected"], "predicted": p,
-                 "correct": c} for i, p, c in list(zip(items, predicted, correct))[:budget.shown]]
+                 "correct": c, **({"reasoning": t} if t != p else {})}
+                for i, t, p, c in list(zip(items, texts, predicted, correct))[:budget.shown]]
     return {"vqa_accuracy": tasks.mean(correct)}, {"examples": examples}
 
 

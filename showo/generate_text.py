@@ -155,3 +155,13 @@ def decode_answers(tokenizer, new_ids: torch.Tensor | Sequence[Sequence[int]], e
             ids = ids[: ids.index(eot_id)]
         answers.append(tokenizer.decode(ids))
     return answers
+
+
+def final_answer(text: str, marker: str | None) -> str:
+    """What follows the last ``marker`` in ``text``: the answer of a model that reasons before
+    it answers (``GenerationConfig.answer_marker``); all of ``text`` when the marker is None or
+    absent. Stripped."""
+    if marker:
+        _, found, tail = text.rpartition(marker)
+        text = tail if found else text
+    return text.strip()

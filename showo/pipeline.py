@@ -15,7 +15,7 @@ from PIL import Image
 
 from .editing import mask_to_grid, shift_grid, stitch
 from .generate_image import codes_to_ids, generate_image_tokens
-from .generate_text import decode_answers, generate_text, left_pad
+from .generate_text import decode_answers, final_answer, generate_text, left_pad
 from .generation_config import GenerationConfig
 from .image_processing import (
     ImageLike,
@@ -182,21 +182,28 @@ class ShowoPipeline:
         top_p: float | None = None,
         temperature: float = 1.0,
         seed: int | None = None,
+        reasoning: bool = False,
     ) -> list[str]:
-        """Answer each question about its image (one question may serve every image), batched."""
+        """Answer each question about its image (one question may serve every image), batched.
+
+        A model whose generation config names an ``answer_marker`` works its answer out first:
+        it may write ``reasoning_tokens`` more tokens, and its answer is what follows the last
+        marker (``reasoning=True``: the whole text, reasoning included)."""
         images = [images] if isinstance(images, (str, Path, Image.Image)) else list(images)
         questions = [questions] * len(images) if isinstance(questions, str) else list(questions)
         if len(questions) != len(images):
             raise ValueError(f"{len(images)} images but {len(questions)} questions")
-        layout = self.model.layout
+        layout, marker = self.model.layout, self.generation.answer_marker
         codes = layout.image_ids(self.encode_images(images)).tolist()
         texts = self.tokenizer.encode_batch([understanding_text(q) for q in questions])
         rows = [mmu_sequence(c, t, layout) for c, t in zip(codes, texts)]
         ids = left_pad(rows, layout.pad_id).to(self.device)
         generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
-        new = generate_text(self.model, ids, max_new_tokens=max_new_tokens, top_k=top_k, top_p=top_p,
+        budget = max_new_tokens + (self.generation.reasoning_tokens if marker else 0)
+        new = generate_text(self.model, ids, max_new_tokens=budget, top_k=top_k, top_p=top_p,
                             temperature=temperature, generator=generator)
-        return [a.strip() for a in decode_answers(self.tokenizer, new, layout.eot_id)]
+        texts = decode_answers(self.tokenizer, new, layout.eot_id)
+        return [t.strip() if reasoning else final_answer(t, marker) for t in texts]
 
     def caption(self, images: ImageLike | Sequence[ImageLike], **kwargs) -> list[str]:
         return self.answer(images, CAPTION_QUESTION, **kwargs)

@@ -145,9 +145,11 @@ def _t2i_html(part: dict, pics: _Pictures) -> str:
 
 def _vqa_html(part: dict, pics: _Pictures) -> str:
     figures = [_figure(pics.tag(x["image"], "vqa"), f"Q: {_e(x['question'])}", f"A: <b>{_e(x['predicted'])}</b>",
+                       *([f"worked out: {_e(x['reasoning'])}"] if "reasoning" in x else []),
                        f"expected: {_e(x['expected'])} {_verdict(x['correct'])}") for x in part.get("examples", [])]
     return ("<h2>Question answering</h2><p>Held-out pictures, one question each, exact match after "
-            f"normalisation.</p><div class='examples'>{''.join(figures)}</div>")
+            "normalisation. <i>worked out</i>, where shown, is the model's reasoning before its answer "
+            f"(showo.world.reasoning).</p><div class='examples'>{''.join(figures)}</div>")
 
 
 def _captions_html(part: dict, pics: _Pictures) -> str:

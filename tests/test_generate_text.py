@@ -5,7 +5,7 @@ import torch
 
 from conftest import TINY
 from showo.attention import omni_attention_mask
-from showo.generate_text import decode_answers, generate_text, left_pad
+from showo.generate_text import decode_answers, final_answer, generate_text, left_pad
 from showo.prompting import mmu_prompt
 from showo.reference_text import naive_generate_text
 from showo.sampling import sample_next_token
@@ -158,3 +158,11 @@ def test_left_pad_and_decode_answers():
 
     answers = decode_answers(Joiner(), torch.tensor([[5, 6, 0, 0], [7, 8, 9, 4]]), eot_id=0)
     assert answers == ["5 6", "7 8 9 4"]
+
+
+def test_final_answer_is_what_follows_the_last_marker():
+    worked = "a red circle top left yes, a blue square top right no; answer: red "
+    assert final_answer(worked, "answer:") == "red"
+    assert final_answer("answer: no; answer: yes", "answer:") == "yes"
+    assert final_answer(" red ", "answer:") == final_answer(" red ", None) == "red"  # no marker: all of it
+    assert final_answer(worked, None) == worked.strip()

@@ -15,7 +15,8 @@ def test_a_folder_without_the_file_gets_the_papers_values(tmp_path):
 
 
 def test_saved_values_come_back(tmp_path):
-    config = GenerationConfig(steps=7, guidance_scale=2.5, schedule="pow2", temperature=0.8, plan_prompts=True)
+    config = GenerationConfig(steps=7, guidance_scale=2.5, schedule="pow2", temperature=0.8, plan_prompts=True,
+                              answer_marker="answer:", reasoning_tokens=64)
     config.save(tmp_path)
     assert GenerationConfig.from_folder(tmp_path) == config
 
@@ -27,6 +28,10 @@ def test_saved_values_come_back(tmp_path):
     ({"guidance_scale": -1}, "guidance_scale must be >= 0"),
     ({"schedule": "wavy"}, "unknown schedule 'wavy'"),
     ({"plan_prompts": "yes"}, "plan_prompts must be true or false, got 'yes'"),
+    ({"answer_marker": " "}, "answer_marker must be null or a non-empty string, got ' '"),
+    ({"answer_marker": 3}, "answer_marker must be null or a non-empty string, got 3"),
+    ({"reasoning_tokens": -1}, "reasoning_tokens must be an integer >= 0, got -1"),
+    ({"reasoning_tokens": True}, "reasoning_tokens must be an integer >= 0, got True"),
 ])
 def test_bad_files_are_named(tmp_path, values, message):
     (tmp_path / FILENAME).write_text(json.dumps(values))

@@ -117,6 +117,29 @@ def test_a_planned_prompt_is_drawn_from_the_models_plan(tiny_pipeline):
         tiny_pipeline.generation = original
 
 
+def test_a_reasoning_model_answers_with_what_follows_its_marker(tiny_pipeline):
+    """With ``answer_marker`` set, an answer may run ``reasoning_tokens`` longer and is what
+    follows the last marker; ``reasoning=True`` gives the whole text."""
+    images, question = [picture("red"), picture("blue")], "what colour?"
+    direct = tiny_pipeline.answer(images, question, max_new_tokens=4)
+    assert tiny_pipeline.answer(images, question, max_new_tokens=4, reasoning=True) == direct  # no marker
+    original = tiny_pipeline.generation
+    try:
+        tiny_pipeline.generation = dataclasses.replace(original, answer_marker="\u2192", reasoning_tokens=8)
+        whole = tiny_pipeline.answer(images, question, max_new_tokens=4, reasoning=True)
+        assert all(w.startswith(d) for w, d in zip(whole, direct))
+        longer = [k for k, (w, d) in enumerate(zip(whole, direct)) if len(w) > len(d)]
+        assert longer  # up to 12 tokens, not 4
+        text = whole[longer[0]]
+        marker = text[len(text) // 2:][:2]  # some text that answer holds
+        tiny_pipeline.generation = dataclasses.replace(original, answer_marker=marker, reasoning_tokens=8)
+        answers = tiny_pipeline.answer(images, question, max_new_tokens=4)
+        assert answers[longer[0]] == text.rpartition(marker)[2].strip() != text
+        assert answers == [(w.rpartition(marker)[2] if marker in w else w).strip() for w in whole]
+    finally:
+        tiny_pipeline.generation = original
+
+
 def test_mixed_modality_returns_text_and_images(tiny_pipeline):
     segments = generate_mixed(tiny_pipeline, "a scene:", max_images=1, max_text_tokens=4, steps=2, seed=0)
     assert segments and all(isinstance(s, (str, Image.Image)) for s in segments)

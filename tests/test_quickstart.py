@@ -25,6 +25,7 @@ from showo.evaluation import (
     run_t2i,
     run_vqa,
 )
+from showo.generation_config import GenerationConfig
 from showo.report import write_report
 from showo.world import (
     GENEVAL_CATEGORIES,
@@ -37,6 +38,7 @@ from showo.world import (
     read_scene,
     scene_from_spec,
 )
+from showo.world.reasoning import ANSWER_MARKER, reasoned_answer
 
 pytestmark = pytest.mark.filterwarnings("ignore:prompt of .* tokens is over the budget")  # the tiny tokenizer
 SMALL = Budget(t2i_per_category=3, vqa=12, captions=8, inpaints=4, extrapolations=4, shown=1)
@@ -112,6 +114,7 @@ class FakePipe:
     """The pipeline's interface with perfect (or ``blank``) answers computed from the world."""
 
     config = SimpleNamespace(image_size=64)
+    generation = GenerationConfig()
 
     def __init__(self, blank: bool = False):
         self.blank = blank
@@ -179,6 +182,23 @@ def test_task_scores_one_for_the_oracle_and_zero_for_failures(run, metric, blank
     assert len(artefacts["examples"]) == SMALL.shown
 
 
+class ReasoningPipe(FakePipe):
+    """Works every answer out (showo.world.reasoning) before it gives it."""
+
+    generation = GenerationConfig(answer_marker=ANSWER_MARKER, reasoning_tokens=96)
+
+    def answer(self, images, questions, reasoning=False, **kwargs):
+        assert reasoning  # the evaluation keeps the work to show it
+        return [reasoned_answer(q, read_scene(i)) for i, q in zip(images, questions)]
+
+
+def test_answers_of_a_reasoning_model_are_scored_on_what_follows_its_marker():
+    metrics, artefacts = run_vqa(ReasoningPipe(), SMALL, seed=0, progress=False)
+    assert metrics == {"vqa_accuracy": 1.0}
+    for x in artefacts["examples"]:
+        assert x["predicted"] == x["expected"] and x["reasoning"].endswith(f"{ANSWER_MARKER} {x['expected']}")
+
+
 def test_inpaint_checker():
     scene = Scene((Obj("circle", "red", "small", "top left"), Obj("square", "blue", "large", "bottom right")))
     case = tasks.inpaint_case(scene, np.random.default_rng(3))
@@ -235,16 +255,18 @@ def test_retrain_runs_both_presets_with_the_recipes_changes(tmp_path, monkeypatc
     tokenizer_run = json.loads((tmp_path / "world-tokenizer" / "train_config.json").read_text())
     model_run = json.loads((tmp_path / "world" / "train_config.json").read_text())
     assert tokenizer_run["max_steps"] == 2 and model_run["max_steps"] == 2  # the arguments win
-    assert model_run["vq"] == "world-tokenizer" and model_run["mmu_turns"] == "all"
+    assert model_run["vq"] == "world-tokenizer" and model_run["mmu_turns"] == "one"
     assert model_run["data"] == train_preset("world-quick")["data"]  # the preset's mixtures, not the world's
     t2i_sources = model_run["data"]["t2i"]["sources"]
     assert [s.get("scenes") for s in t2i_sources] == [None, "crowded", "pairs"]
     assert [s["weight"] for s in t2i_sources] == [2.0, 1.0, 1.0]  # half ordinary scenes: one-object pictures
     assert [(s["kind"], s["weight"]) for s in model_run["data"]["lm"]["sources"]] == [("lm", 1.0), ("plan", 2.0)]
     assert model_run["loss_weights"]["lm"] == 1.0  # plans learn at full weight
+    assert all(s["reasoned"] for s in model_run["data"]["mmu"]["sources"])  # answers show their work
     pipe = ShowoPipeline.from_pretrained(folder)
     assert pipe.model.config.image_position_embeddings  # world-quick's image tokens know their place
     assert pipe.model.config.llm.hidden_size == 128 and pipe.model.config.llm.num_layers == 4  # half the width
     assert (pipe.generation.guidance_scale, pipe.generation.temperature) == (0.0, 3.0)  # how it samples best
     assert pipe.generation.plan_prompts  # it draws its own plan of a prompt
+    assert (pipe.generation.answer_marker, pipe.generation.reasoning_tokens) == (ANSWER_MARKER, 96)  # it reasons
     assert len(pipe.text_to_image(["a red circle"], steps=2, seed=0)) == 1

@@ -34,7 +34,8 @@ from showo.world import (
     sample_scene,
     scene_from_spec,
 )
-from showo.world.scene import CLASSES, SIZE_FRACTION, object_box, slot_box
+from showo.world.language import NUMBER_WORDS, RELATION_PHRASES
+from showo.world.scene import CLASSES, SIZE_FRACTION, object_box, relation_holds, slot_box
 
 TRAIN = WorldDataset("train", seed=0)
 HELDOUT = WorldDataset("heldout", seed=0)
@@ -283,6 +284,65 @@ def test_yes_and_no_answers_are_balanced_so_a_constant_answer_scores_half():
     for kind in ("presence", "relation"):
         yes, no = answers[(kind, "yes")], answers[(kind, "no")]
         assert 0.42 < yes / (yes + no) < 0.58, (kind, yes, no)
+
+
+def test_a_reasoned_answer_compares_every_object_with_the_question_and_ends_in_the_answer():
+    from showo.world.reasoning import ANSWER_MARKER, reasoned_answer
+
+    scene = Scene((Obj("circle", "red", "large", "top left"), Obj("square", "blue", "small", "bottom right")))
+    assert reasoned_answer("How many circles are there?", scene) == (
+        "large red circle top left is any any circle anywhere yes, "
+        "small blue square bottom right is any any circle anywhere no; answer: one")
+    assert reasoned_answer("Is the small square below the circle?", scene) == (
+        "large red circle top left is small any square anywhere no and any any circle anywhere yes, "
+        "small blue square bottom right is small any square anywhere yes and any any circle anywhere no; "
+        "bottom right below top left; answer: yes")
+    assert reasoned_answer("Describe the image.", scene) is None
+    assert reasoned_answer("What colour is the object?", scene) is None  # two objects: no unique answer
+
+    worked_out = WorldDataset("heldout", seed=0, reasoned=True)
+    kinds = set()
+    for i in range(200):
+        plain, worked = HELDOUT.mmu(i), worked_out.mmu(i)
+        assert worked["kinds"] == plain["kinds"] and worked["scene"] == plain["scene"]
+        objects = plain["scene"].objects
+        for (question, short), (asked, long), kind in zip(plain["turns"], worked["turns"], plain["kinds"]):
+            assert asked == question
+            if kind == "caption":
+                assert long == short
+                continue
+            kinds.add(kind)
+            body, answer = long.split(f"; {ANSWER_MARKER} ")
+            assert answer == short, long
+            scan, *steps = body.split("; ")
+            items = [item.split(" is ") for item in scan.split(", ")]
+            assert [named for named, _ in items] == [f"{o.size} {o.colour} {o.shape} {o.slot}" for o in objects]
+            asked_about = [[part.rsplit(" ", 1) for part in rest.split(" and ")] for _, rest in items]
+            for parts in zip(*asked_about):  # one restatement of each object asked about, in the question's words
+                assert len({r for r, _ in parts}) == 1
+                stated = [w for w in parts[0][0].split() if w not in ("any", "object", "anywhere")]
+                assert all(w in question.lower() for w in stated), (question, parts[0][0])
+            marked = [[o for o, parts in zip(objects, asked_about) if parts[k][1] == "yes"]
+                      for k in range(len(asked_about[0]))]
+            if kind == "relation":
+                (first,), (second,) = marked
+                assert steps[0].startswith(first.slot + " ") and steps[0].endswith(" " + second.slot)
+                phrase = steps[0][len(first.slot) + 1: -len(second.slot) - 1]
+                relation = {v: k for k, v in RELATION_PHRASES.items()}[phrase]
+                assert f" {phrase} " in question and (short == "yes") == relation_holds(relation, first, second)
+                continue
+            (picked,) = marked
+            assert steps == []
+            attribute = {"colour": "colour", "shape": "shape", "position": "slot"}.get(kind)
+            if attribute:
+                assert len(picked) == 1 and getattr(picked[0], attribute) == short
+            if kind == "count":
+                assert NUMBER_WORDS[len(picked)] == short
+            if kind == "presence":
+                assert (short == "yes") == bool(picked)
+    assert kinds == set(QA_KINDS) - {"caption"}
+    with pytest.raises(ValueError, match="reasoned must be true or false, got 'yes'"):
+        WorldDataset("train", reasoned="yes")
 
 
 def test_class_samples_show_their_class():

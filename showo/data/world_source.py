@@ -1,4 +1,5 @@
-"""The built-in world (``showo.world``) as a training source: ``{"type": "world", "kind": ...}``.
+"""The built-in world (``showo.world``) as a training source: ``{"type": "world", "kind": ...}``
+(with ``"scenes"``, and ``"reasoned": true`` for understanding answers that show their work).
 
 Sample ``i`` of a kind is a pure function of (seed, split, kind, i), so sharding is "rank r
 takes r, r + W, r + 2W, ..." and the state is one counter: nothing to read, nothing to skip.
@@ -15,11 +16,12 @@ from .stream import check_state
 class WorldSource:
     type_name = "world"
 
-    def __init__(self, kind: str = "t2i", split: str = "train", image_size: int = 64, scenes: str = "any", *,
+    def __init__(self, kind: str = "t2i", split: str = "train", image_size: int = 64, scenes: str = "any",
+                 reasoned: bool = False, *,
                  rank: int = 0, world_size: int = 1, seed: int = 0, on_bad_data: str = "skip") -> None:
         if kind not in KINDS:
             raise ValueError(f"world source: kind must be one of {KINDS}, got {kind!r}")
-        self.kind, self.dataset = kind, WorldDataset(split, seed, image_size, scenes)
+        self.kind, self.dataset = kind, WorldDataset(split, seed, image_size, scenes, reasoned)
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.taken, self.skipped = 0, 0
 
@@ -44,17 +46,18 @@ class WorldSource:
 
 
 def world_texts(count: int, seed: int = 0) -> Iterator[str]:
-    """Text of every kind the world speaks (captions, questions, answers, passages, steps):
+    """Text of every kind the world speaks (captions, questions, short and reasoned answers,
+    passages, plans, steps):
     the corpus its BPE tokenizer is trained on."""
     from ..pipeline import CAPTION_QUESTION, understanding_text
 
-    data = WorldDataset("train", seed)
+    data, reasoned = WorldDataset("train", seed), WorldDataset("train", seed, reasoned=True)
     yield understanding_text(CAPTION_QUESTION)
     for i in range(count):
         yield data.t2i(i)["caption"]
         yield data.lm(i)["text"]
         yield data.plan(i)["text"]
-        for question, answer in data.mmu(i)["turns"]:
+        for question, answer in data.mmu(i)["turns"] + reasoned.mmu(i)["turns"]:
             yield understanding_text(question) + " " + answer
         if i % 4 == 0:
             yield " ".join(s for s in data.interleaved(i)["segments"] if isinstance(s, str))

@@ -18,6 +18,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ..world.reasoning import ANSWER_MARKER
+
 WORLD_PROMPTS = (
     "a red circle at the top left",
     "two blue squares",
@@ -33,9 +35,11 @@ def _world(kind: str, split: str = "train") -> dict[str, Any]:
 _WORLD_DATA = {"t2i": _world("t2i"), "lm": _world("lm"), "mmu": _world("mmu"), "mixed": _world("interleaved")}
 
 
-def _mixture(kind: str, *scenes: str, ordinary: float = 1.0) -> dict[str, Any]:
-    """``kind`` rows from ordinary scenes (``ordinary`` parts) and from each of ``scenes`` (one part each)."""
-    sources = [{**_world(kind), "weight": ordinary}] + [{**_world(kind), "scenes": s, "weight": 1.0} for s in scenes]
+def _mixture(kind: str, *scenes: str, ordinary: float = 1.0, **options: Any) -> dict[str, Any]:
+    """``kind`` rows from ordinary scenes (``ordinary`` parts) and from each of ``scenes`` (one part
+    each); ``options`` go to every source (``reasoned=True``)."""
+    sources = [{**_world(kind), **options, "weight": ordinary}] + [
+        {**_world(kind), **options, "scenes": s, "weight": 1.0} for s in scenes]
     return {"type": "mixture", "sources": sources}
 
 
@@ -44,10 +48,12 @@ def _mixture(kind: str, *scenes: str, ordinary: float = 1.0) -> dict[str, Any]:
 # shipped model's last runs, 19 to 21, drew from a third of each); half the questions are
 # about crowded scenes.
 # Two thirds of its text rows are prompt plans (showo.planning): it draws the plan it writes.
+# Its answers show their work (showo.world.reasoning): it answers after comparing every object
+# with what the question asks about.
 _WORLD_QUICK_DATA = {"t2i": _mixture("t2i", "crowded", "pairs", ordinary=2.0),
                      "lm": {"type": "mixture", "sources": [{**_world("lm"), "weight": 1.0},
                                                            {**_world("plan"), "weight": 2.0}]},
-                     "mmu": _mixture("mmu", "crowded"), "mixed": _world("interleaved")}
+                     "mmu": _mixture("mmu", "crowded", reasoned=True), "mixed": _world("interleaved")}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
@@ -123,8 +129,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 # alike either way (0.944 / 0.941 at temperature 1 / 3). It plans its prompts (showo.planning):
 # two thirds of its text rows pair a caption with the complete description of its picture, and
 # it draws the description it writes for a prompt (t2i_overall 0.917 / 0.917 / 0.913 against
-# 0.580 / 0.583 / 0.569 without plans; vqa 0.568 against 0.674, means of three seeds; see
-# showo/weights/world/training/README.md).
+# 0.580 / 0.583 / 0.569 without plans). It works its answers out (showo.world.reasoning): one
+# question a picture, answered after comparing each object with what the question asks about
+# (vqa 0.940 / 0.922 / 0.922 against 0.595 / 0.543 / 0.567 answered directly; t2i_overall
+# 0.955 / 0.958 / 0.931; see showo/weights/world/training/README.md).
 PRESETS["world-quick"] = {
     **copy.deepcopy(PRESETS["world"]),
     "model": {"preset": "world", "image_position_embeddings": True,
@@ -135,9 +143,11 @@ PRESETS["world-quick"] = {
     # right for 0.91 of the prompts, against 0.63 at 0.1.
     "loss_weights": {"t2i": 1.0, "lm": 1.0, "mmu": 1.0, "mixed": 1.0},
     "max_steps": 6000,
-    "mmu_turns": "all",
+    # One question a picture: a worked answer is up to 85 tokens.
+    "mmu_turns": "one",
     "sample_every": 0,
-    "generation": {"steps": 24, "guidance_scale": 0.0, "temperature": 3.0, "plan_prompts": True},
+    "generation": {"steps": 24, "guidance_scale": 0.0, "temperature": 3.0, "plan_prompts": True,
+                   "answer_marker": ANSWER_MARKER, "reasoning_tokens": 96},
 }
 
 

@@ -5,7 +5,8 @@ all four flows, both from scratch on the built-in world.
 tokenizer steps (~4 min), then preset ``world-quick`` (6,000 steps of a transformer half as wide as
 the shipped one, on half batches, ~22 min, image tokens with learned row and column
 embeddings; its pictures are sampled without guidance, each from the model's own plan of its
-prompt, ``showo.planning``). The same by hand:
+prompt, ``showo.planning``, and it works its answers out object by object,
+``showo.world.reasoning``). The same by hand:
 
     showo train --preset world-tokenizer --output runs/world-tokenizer max_steps=1200
     showo train --preset world-quick --output runs/world   # finds runs/world-tokenizer by name

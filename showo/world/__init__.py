@@ -2,9 +2,10 @@
 
 No data can be downloaded, so a tiny Show-o is trained and measured here. ``scene`` says
 what a picture may hold and draws it, ``language`` turns scenes into captions and checks
-captions against scenes, ``qa`` asks and answers questions, ``dataset`` yields every kind of
-training sample, ``evaluator`` reads scenes back from pixels, ``geneval`` holds GenEval-style
-prompts and their checks. numpy and pillow only.
+captions against scenes, ``qa`` asks and answers questions, ``reasoning`` works answers out
+object by object, ``dataset`` yields every kind of training sample, ``evaluator`` reads scenes
+back from pixels, ``geneval`` holds GenEval-style prompts and their checks. numpy and pillow
+only.
 """
 
 from .dataset import KINDS, SPLITS, WorldDataset

@@ -16,6 +16,7 @@ import numpy as np
 from ..planning import plan_text
 from .language import RELATION_PHRASES, canonical_caption, number_word, object_phrase, random_caption
 from .qa import QA_KINDS, make_question, referenced_pair, unique_references
+from .reasoning import reasoned_answer
 from .scene import (
     CLASS_NAMES,
     CLASSES,
@@ -50,14 +51,18 @@ def _sentence(text: str) -> str:
 class WorldDataset:
     """Samples of one split; ``seed`` picks an independent copy of the whole stream."""
 
-    def __init__(self, split: str = "train", seed: int = 0, image_size: int = 64, scenes: str = "any"):
+    def __init__(self, split: str = "train", seed: int = 0, image_size: int = 64, scenes: str = "any",
+                 reasoned: bool = False):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if image_size <= 0 or image_size % 16:
             raise ValueError(f"image_size must be a positive multiple of 16, got {image_size}")
         if scenes not in SCENE_KINDS:
             raise ValueError(f"scenes must be one of {SCENE_KINDS}, got {scenes!r}")
+        if not isinstance(reasoned, bool):
+            raise ValueError(f"reasoned must be true or false, got {reasoned!r}")
         self.split, self.seed, self.image_size, self.scenes = split, seed, image_size, scenes
+        self.reasoned = reasoned  # mmu answers show their work (showo.world.reasoning)
 
     def _rng(self, kind: str, index: int) -> np.random.Generator:
         if index < 0:
@@ -90,14 +95,16 @@ class WorldDataset:
                 "scene": scene}
 
     def mmu(self, index: int) -> dict:
-        """A picture and 1 to 3 question-answer turns of different kinds (``kinds`` names them)."""
+        """A picture and 1 to 3 question-answer turns of different kinds (``kinds`` names them);
+        with ``reasoned``, answers other than captions are worked out (``showo.world.reasoning``)."""
         rng = self._rng("mmu", index)
         scene = self.scene(rng)
         turns, kinds, n_turns = [], [], int(rng.integers(1, 4))
         for kind in rng.permutation(QA_KINDS):
             qa = make_question(str(kind), scene, rng)
             if qa is not None:
-                turns.append(qa)
+                worked = reasoned_answer(qa[0], scene) if self.reasoned else None
+                turns.append(qa if worked is None else (qa[0], worked))
                 kinds.append(str(kind))
             if len(turns) == n_turns:
                 break

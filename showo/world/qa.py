@@ -153,37 +153,44 @@ _QUESTION_FORMS = (
 )
 
 
-def _the_one(spec: ObjSpec, scene: Scene) -> Obj | None:
+def parse_question(question: str) -> tuple[str, list[ObjSpec]] | None:
+    """The form of one of this module's questions ("colour", "shape", "slot", "count",
+    "presence", "relation", "caption") and the object specs it names, or None if it is not one."""
+    text = question.strip().lower().rstrip("?.! ")
+    if text in (q.lower().rstrip("?.") for q in CAPTION_QUESTIONS):
+        return "caption", []
+    for pattern, form in _QUESTION_FORMS:
+        match = re.match(pattern, text)
+        if match:
+            specs = parse_caption(match.group(1))
+            if not specs or (form == "relation" and (len(specs) != 2 or specs[0].relation is None)):
+                return None
+            return form, specs
+    return None
+
+
+def the_one(spec: ObjSpec, scene: Scene) -> Obj | None:
+    """The only object of ``scene`` that ``spec`` fits, or None."""
     found = [o for o in scene.objects if spec.matches(o)]
     return found[0] if len(found) == 1 else None
 
 
-def _answer(form: str, phrase: str, scene: Scene) -> str | None:
-    specs = parse_caption(phrase)
-    if not specs:
+def answer_question(question: str, scene: Scene) -> str | None:
+    """The canonical answer to one of this module's questions, or None if it is not one."""
+    parsed = parse_question(question)
+    if parsed is None:
         return None
+    form, specs = parsed
+    if form == "caption":
+        return canonical_caption(scene)
     if form in ("colour", "shape", "slot"):
-        obj = _the_one(specs[0], scene)
+        obj = the_one(specs[0], scene)
         return None if obj is None else getattr(obj, form)
     if form == "count":
         return number_word(sum(specs[0].matches(o) for o in scene.objects))
     if form == "presence":
         return "yes" if any(specs[0].matches(o) for o in scene.objects) else "no"
-    if len(specs) != 2 or specs[0].relation is None:
-        return None
-    a, b = _the_one(specs[0], scene), _the_one(specs[1], scene)
+    a, b = the_one(specs[0], scene), the_one(specs[1], scene)
     if a is None or b is None:
         return None
     return "yes" if relation_holds(specs[0].relation[0], a, b) else "no"
-
-
-def answer_question(question: str, scene: Scene) -> str | None:
-    """The canonical answer to one of this module's questions, or None if it is not one."""
-    text = question.strip().lower().rstrip("?.! ")
-    if text in (q.lower().rstrip("?.") for q in CAPTION_QUESTIONS):
-        return canonical_caption(scene)
-    for pattern, form in _QUESTION_FORMS:
-        match = re.match(pattern, text)
-        if match:
-            return _answer(form, match.group(1), scene)
-    return None
