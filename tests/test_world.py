@@ -424,3 +424,13 @@ def test_geneval_scores_average_the_categories():
     assert geneval_scores(results) == {"counting": 0.25, "colors": 1.0, "overall": 0.625}
     with pytest.raises(ValueError, match="category"):
         geneval_scores([{"category": "style", "correct": True}])
+
+
+def test_the_tokenizer_corpus_holds_the_worked_answers_of_every_fourth_picture():
+    from showo.data.world_source import world_texts
+    from showo.world.reasoning import ANSWER_MARKER
+
+    worked = [t for t in world_texts(8) if f"; {ANSWER_MARKER} " in t]
+    expected = [a for i in (0, 4) for (_, a), k in zip(*(WorldDataset("train", 0, reasoned=True).mmu(i)[key]
+                                                          for key in ("turns", "kinds"))) if k != "caption"]
+    assert worked == expected and expected

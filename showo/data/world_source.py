@@ -46,9 +46,9 @@ class WorldSource:
 
 
 def world_texts(count: int, seed: int = 0) -> Iterator[str]:
-    """Text of every kind the world speaks (captions, questions, short and reasoned answers,
-    passages, plans, steps):
-    the corpus its BPE tokenizer is trained on."""
+    """Text of every kind the world speaks (captions, questions, answers, passages, plans, steps,
+    and the worked answers of every fourth picture: all of them would take most of a small
+    vocabulary's merges): the corpus its BPE tokenizer is trained on."""
     from ..pipeline import CAPTION_QUESTION, understanding_text
 
     data, reasoned = WorldDataset("train", seed), WorldDataset("train", seed, reasoned=True)
@@ -57,7 +57,8 @@ def world_texts(count: int, seed: int = 0) -> Iterator[str]:
         yield data.t2i(i)["caption"]
         yield data.lm(i)["text"]
         yield data.plan(i)["text"]
-        for question, answer in data.mmu(i)["turns"] + reasoned.mmu(i)["turns"]:
+        for question, answer in data.mmu(i)["turns"]:
             yield understanding_text(question) + " " + answer
         if i % 4 == 0:
             yield " ".join(s for s in data.interleaved(i)["segments"] if isinstance(s, str))
+            yield from (answer for _, answer in reasoned.mmu(i)["turns"])

@@ -131,8 +131,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 # it draws the description it writes for a prompt (t2i_overall 0.917 / 0.917 / 0.913 against
 # 0.580 / 0.583 / 0.569 without plans). It works its answers out (showo.world.reasoning): one
 # question a picture, answered after comparing each object with what the question asks about
-# (vqa 0.940 / 0.922 / 0.922 against 0.595 / 0.543 / 0.567 answered directly; t2i_overall
-# 0.955 / 0.958 / 0.931; see showo/weights/world/training/README.md).
+# (vqa 0.940 / 0.942 / 0.932 against 0.595 / 0.543 / 0.567 answered directly; t2i_overall
+# 0.941 / 0.941 / 0.944; see showo/weights/world/training/README.md).
 PRESETS["world-quick"] = {
     **copy.deepcopy(PRESETS["world"]),
     "model": {"preset": "world", "image_position_embeddings": True,
