@@ -202,8 +202,8 @@ class ShowoPipeline:
         budget = max_new_tokens + (self.generation.reasoning_tokens if marker else 0)
         new = generate_text(self.model, ids, max_new_tokens=budget, top_k=top_k, top_p=top_p,
                             temperature=temperature, generator=generator)
-        texts = decode_answers(self.tokenizer, new, layout.eot_id)
-        return [t.strip() if reasoning else final_answer(t, marker) for t in texts]
+        whole = decode_answers(self.tokenizer, new, layout.eot_id)
+        return [w.strip() if reasoning else final_answer(w, marker) for w in whole]
 
     def caption(self, images: ImageLike | Sequence[ImageLike], **kwargs) -> list[str]:
         return self.answer(images, CAPTION_QUESTION, **kwargs)

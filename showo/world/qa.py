@@ -178,9 +178,11 @@ def the_one(spec: ObjSpec, scene: Scene) -> Obj | None:
 def answer_question(question: str, scene: Scene) -> str | None:
     """The canonical answer to one of this module's questions, or None if it is not one."""
     parsed = parse_question(question)
-    if parsed is None:
-        return None
-    form, specs = parsed
+    return None if parsed is None else answer_parsed(*parsed, scene)
+
+
+def answer_parsed(form: str, specs: list[ObjSpec], scene: Scene) -> str | None:
+    """``answer_question`` for a question ``parse_question`` has read already."""
     if form == "caption":
         return canonical_caption(scene)
     if form in ("colour", "shape", "slot"):

@@ -23,7 +23,7 @@ answer itself; ``ShowoPipeline.answer`` returns what follows the marker when a m
 from __future__ import annotations
 
 from .language import RELATION_PHRASES, ObjSpec
-from .qa import answer_question, parse_question, the_one
+from .qa import answer_parsed, parse_question, the_one
 from .scene import Obj, Scene
 
 ANSWER_MARKER = "answer:"
@@ -42,10 +42,12 @@ def reasoned_answer(question: str, scene: Scene) -> str | None:
     """The worked answer to one of ``showo.world.qa``'s short-answer questions, or None
     (a caption question, a question it cannot parse, or one the scene does not answer)."""
     parsed = parse_question(question)
-    answer = answer_question(question, scene)
-    if parsed is None or parsed[0] == "caption" or answer is None:
+    if parsed is None or parsed[0] == "caption":
         return None
     form, specs = parsed
+    answer = answer_parsed(form, specs, scene)
+    if answer is None:
+        return None
     scan = ", ".join(_item(o, specs) for o in scene.objects)
     if form == "relation":
         a, b = (the_one(s, scene) for s in specs)
