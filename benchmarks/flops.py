@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .config import ShowoConfig
+from showo.model.config import ShowoConfig
 
 
 def forward_flops(config: ShowoConfig, batch: int, new_tokens: int, context: int | None = None,

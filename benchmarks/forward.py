@@ -14,7 +14,7 @@ import torch
 
 from common import best_time, describe_machine, matmul_gflops
 from showo import ShowoModel, omni_attention_mask, showo_preset
-from showo.flops import forward_flops
+from flops import forward_flops
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -23,12 +23,12 @@ import torch
 from common import describe_machine, matmul_gflops, synchronize
 from forward import DTYPES, t2i_batch
 from showo import ShowoModel, omni_attention_mask, showo_preset
-from showo.flops import forward_flops
-from showo.generate_image import generate_image_tokens
-from showo.generate_text import generate_text
-from showo.prompting import mmu_prompt
-from showo.reference_image import naive_generate_image_tokens
-from showo.reference_text import naive_generate_text
+from flops import forward_flops
+from showo.generation.generate_image import generate_image_tokens
+from showo.generation.generate_text import generate_text
+from showo.generation.prompting import mmu_prompt
+from naive_image import naive_generate_image_tokens
+from naive_text import naive_generate_text
 
 STEPS, GUIDANCE, NEW_TOKENS, QUESTION_TOKENS = 18, 1.75, 64, 20
 

@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import describe_machine
 
 from showo.data.world_source import world_texts
-from showo.text_tokenizer import TextTokenizer
+from showo.model.text_tokenizer import TextTokenizer
 from showo.training.config import build_config
-from showo.training.loop import ShowoTrainer
+from showo.training.showo_trainer import ShowoTrainer
 from showo.training.presets import train_preset
 
 SETTINGS = {

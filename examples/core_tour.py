@@ -16,7 +16,7 @@ import torch
 from PIL import Image, ImageDraw
 
 import showo
-from showo.prompting import mmu_prompt, t2i_prompt
+from showo.generation.prompting import mmu_prompt, t2i_prompt
 
 CAPTIONS = ["a red circle above a blue square", "two green triangles", "a small yellow star on the left"]
 

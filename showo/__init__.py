@@ -1,15 +1,43 @@
-"""showo: Show-o, one transformer for multimodal understanding and generation."""
+"""showo: Show-o, one transformer for multimodal understanding and generation.
 
-from .attention import omni_attention_mask
-from .config import MagvitConfig, PhiConfig, ShowoConfig, magvit_preset, showo_preset
-from .image_processing import load_image, postprocess_images, preprocess_image, preprocess_images
-from .kv_cache import KVCache
-from .layout import SPECIAL_TOKENS, TokenLayout
-from .magvit2 import MagvitV2
-from .model import ShowoModel
-from .text_tokenizer import TextTokenizer
+The package is layered, each layer importing only from those below it: ``model`` (token
+layout, configs, transformer, image and text tokenizers, checkpoint files) and ``world``
+(the built-in data set) at the bottom; ``generation`` (prompts, sampler, generators); the
+pipeline; ``data``; ``training``; ``evaluation`` and ``web``; ``cli`` on top.
+"""
+
+from .generation import (
+    GenerationConfig,
+    generate_image_tokens,
+    generate_mixed,
+    generate_text,
+    lm_prompt,
+    mmu_prompt,
+    t2i_prompt,
+)
+from .model import (
+    SPECIAL_TOKENS,
+    KVCache,
+    MagvitConfig,
+    MagvitV2,
+    PhiConfig,
+    ShowoConfig,
+    ShowoModel,
+    TextTokenizer,
+    TokenLayout,
+    load_image,
+    magvit_preset,
+    omni_attention_mask,
+    postprocess_images,
+    preprocess_image,
+    preprocess_images,
+    shipped_model_dir,
+    showo_preset,
+)
+from .pipeline import ShowoPipeline
 
 __all__ = [
+    "GenerationConfig",
     "KVCache",
     "MagvitConfig",
     "MagvitV2",
@@ -17,14 +45,22 @@ __all__ = [
     "SPECIAL_TOKENS",
     "ShowoConfig",
     "ShowoModel",
+    "ShowoPipeline",
     "TextTokenizer",
     "TokenLayout",
+    "generate_image_tokens",
+    "generate_mixed",
+    "generate_text",
+    "lm_prompt",
     "load_image",
     "magvit_preset",
+    "mmu_prompt",
     "omni_attention_mask",
     "postprocess_images",
     "preprocess_image",
     "preprocess_images",
+    "shipped_model_dir",
     "showo_preset",
+    "t2i_prompt",
 ]
 __version__ = "0.1.0"

@@ -13,28 +13,15 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .editing import mask_to_grid, shift_grid, stitch
-from .generate_image import codes_to_ids, generate_image_tokens
-from .generate_text import decode_answers, final_answer, generate_text, left_pad
-from .generation_config import GenerationConfig
-from .image_processing import (
-    ImageLike,
-    load_image,
-    postprocess_images,
-    preprocess_images,
-)
-from .magvit2 import MagvitV2
-from .model import ShowoModel
-from .planning import plan_request
-from .prompting import mmu_sequence, t2i_prompt
-from .text_tokenizer import TextTokenizer
-
-CAPTION_QUESTION = "Please describe this image in detail."
-
-
-def understanding_text(question: str) -> str:
-    """The released inference prompt of the plain (non-CLIP) model."""
-    return "USER: \n" + question + " ASSISTANT:"
+from .generation.editing import mask_to_grid, shift_grid, stitch
+from .generation.generate_image import codes_to_ids, generate_image_tokens
+from .generation.generate_text import decode_answers, final_answer, generate_text, left_pad
+from .generation.generation_config import GenerationConfig
+from .model.image_processing import ImageLike, load_image, postprocess_images, preprocess_images
+from .model.magvit2 import MagvitV2
+from .model.transformer import ShowoModel, check_compatible
+from .generation.prompting import CAPTION_QUESTION, mmu_sequence, plan_request, t2i_prompt, understanding_text
+from .model.text_tokenizer import TextTokenizer
 
 
 class ShowoPipeline:
@@ -207,21 +194,3 @@ class ShowoPipeline:
 
     def caption(self, images: ImageLike | Sequence[ImageLike], **kwargs) -> list[str]:
         return self.answer(images, CAPTION_QUESTION, **kwargs)
-
-
-def check_compatible(model: ShowoModel, vq: MagvitV2, tokenizer: TextTokenizer) -> None:
-    """The checkpoint, the image tokenizer and the text tokenizer must share one vocabulary."""
-    config = model.config
-    problems = []
-    if tokenizer.text_vocab_size != config.text_vocab_size:
-        problems.append(f"text tokenizer has {tokenizer.text_vocab_size} ids, the checkpoint {config.text_vocab_size}")
-    if (tokenizer.bos_id, tokenizer.eos_id) != (config.bos_id, config.eos_id):
-        problems.append(f"BOS/EOS ids {tokenizer.bos_id}/{tokenizer.eos_id} differ from the checkpoint's "
-                        f"{config.bos_id}/{config.eos_id}")
-    if vq.config.codebook_size != config.codebook_size:
-        problems.append(f"image tokenizer has {vq.config.codebook_size} codes, the checkpoint {config.codebook_size}")
-    if vq.config.downsample_factor != config.downsample_factor:
-        problems.append(f"image tokenizer downsamples by {vq.config.downsample_factor}, "
-                        f"the checkpoint expects {config.downsample_factor}")
-    if problems:
-        raise ValueError("the model, image tokenizer and text tokenizer do not fit together: " + "; ".join(problems))

@@ -10,7 +10,7 @@ import torch
 
 from conftest import TINY, released_config_json, write_released_folder
 from showo import ShowoModel
-from showo.convert import ours_to_released
+from showo.model.released_checkpoint import ours_to_released
 
 
 def _marker_pickle(path, marker):
@@ -141,7 +141,7 @@ def test_config_that_disagrees_with_the_layout(tmp_path, tiny_model):
 
 
 def test_released_llm_defaults_are_phi_1_5(tmp_path):
-    from showo.convert import released_config
+    from showo.model.released_checkpoint import released_config
 
     config = released_config({"llm_vocab_size": 50295, "codebook_size": 8192, "num_vq_tokens": 256,
                               "vocab_size": 58498, "mask_token_id": 58497}, None, "config.json")

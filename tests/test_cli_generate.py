@@ -5,7 +5,7 @@ import json
 import pytest
 from PIL import Image
 
-from showo.cli import main
+from showo.cli.main import main
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_generate_writes_images_grid_and_steps(model_dir, tmp_path, capsys):
 def test_a_planning_model_records_the_plan_it_drew(model_dir, tmp_path):
     import shutil
 
-    from showo.generation_config import GenerationConfig
+    from showo.generation.generation_config import GenerationConfig
     from showo.pipeline import ShowoPipeline
 
     planner = tmp_path / "planner"

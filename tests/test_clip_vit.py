@@ -9,13 +9,10 @@ import torch
 from PIL import Image
 
 from showo import ShowoModel, TextTokenizer, showo_preset
-from showo.clip_vit import (
-    SYSTEM_PROMPT,
-    ClipVisionEncoder,
-    answer_with_clip,
-    clip_understanding_inputs,
-)
-from showo.generate_text import generate_text
+from showo.generation.clip_answer import SYSTEM_PROMPT
+from showo.model.clip_vit import ClipVisionEncoder
+from showo.generation.clip_answer import answer_with_clip, clip_understanding_inputs
+from showo.generation.generate_text import generate_text
 
 transformers = pytest.importorskip("transformers")
 

@@ -14,17 +14,9 @@ import torch
 from PIL import Image
 
 from showo import MagvitV2, magvit_preset, preprocess_images
-from showo.data import (
-    SOURCE_TYPES,
-    BadSample,
-    BadSampleWarning,
-    Mixture,
-    StreamingSource,
-    build_source,
-    pre_encode,
-)
+from showo.data import SOURCE_TYPES, BadSample, BadSampleWarning, Mixture, StreamingSource, build_source, pre_encode
 from showo.data.llava import iter_json_array
-from showo.data.pre_encode import register
+from showo.cli.train import register_pre_encode
 from showo.data.text import import_pyarrow
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -597,7 +589,7 @@ def test_pre_encode_command_line(tmp_path):
     spec, _ = image_folder_data(tmp_path)
     tiny_vq().save_pretrained(tmp_path / "vq")
     parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command"))
+    register_pre_encode(parser.add_subparsers(dest="command"))
     args = parser.parse_args(
         [
             "pre-encode",

@@ -3,7 +3,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import TINY
 from showo import ShowoModel
-from showo.flops import forward_flops
+from flops import forward_flops
 
 
 def _attention_flops(batch, new_tokens, context):

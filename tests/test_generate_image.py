@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from conftest import TINY, sharp_tiny_model
-from showo.generate_image import generate_image_tokens
-from showo.maskgit import MASKED, MaskGITSampler, mask_ratio
-from showo.prompting import t2i_prompt
-from showo.reference_image import naive_generate_image_tokens
+from showo.generation.generate_image import generate_image_tokens
+from showo.generation.maskgit import MASKED, MaskGITSampler, mask_ratio
+from showo.generation.prompting import t2i_prompt
+from naive_image import naive_generate_image_tokens
 
 N = TINY.num_image_tokens
 

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from showo.generation_config import FILENAME, GenerationConfig
+from showo.generation.generation_config import FILENAME, GenerationConfig
 from showo.pipeline import ShowoPipeline
-from showo.shipped import shipped_model_dir
+from showo.model.shipped import shipped_model_dir
 
 
 def test_a_folder_without_the_file_gets_the_papers_values(tmp_path):

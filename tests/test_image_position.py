@@ -7,7 +7,7 @@ import torch
 
 from conftest import TINY, sharp_tiny_model
 from showo import ShowoModel
-from showo.image_position import image_token_index
+from showo.model.transformer import image_token_index
 
 LAYOUT = TINY.layout
 N = TINY.num_image_tokens  # 8x8
@@ -77,9 +77,9 @@ def test_a_folder_without_the_weights_is_refused(tmp_path):
 
 def test_cached_decoding_equals_the_naive_path():
     """The text prefix is cached and the <soi> image <eoi> segment run alone: places still count from 0."""
-    from showo.generate_image import generate_image_tokens
-    from showo.prompting import t2i_prompt
-    from showo.reference_image import naive_generate_image_tokens
+    from showo.generation.generate_image import generate_image_tokens
+    from showo.generation.prompting import t2i_prompt
+    from naive_image import naive_generate_image_tokens
 
     model = sharp_tiny_model(WITH_POSITIONS)
     image = torch.full((2, N), LAYOUT.mask_id)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from showo.image_processing import (
+from showo.model.image_processing import (
     check_image_size,
     load_image,
     postprocess_images,

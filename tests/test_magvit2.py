@@ -11,8 +11,8 @@ import os
 import pytest
 import torch
 
-from showo.config import MagvitConfig, magvit_preset
-from showo.magvit2 import AttnBlock, LookupFreeQuantizer, MagvitV2, _read_config
+from showo.model.config import MagvitConfig, magvit_preset
+from showo.model.magvit2 import AttnBlock, LookupFreeQuantizer, MagvitV2, _read_config
 
 TINY = magvit_preset("tiny")
 # What a caller passes to load the tiny shapes from a folder whose config.json names none.
@@ -373,7 +373,7 @@ def test_showo_config_with_unknown_field(tmp_path):
 
 
 def test_convert_folder_turns_released_magvit_into_ours(tmp_path):
-    from showo.convert import convert_folder
+    from showo.model.convert import convert_folder
 
     model = random_model(seed=5)
     save_released_layout(model, tmp_path / "released")

@@ -8,11 +8,11 @@ from PIL import Image
 
 from conftest import build_tiny_pipeline
 from showo import MagvitV2, magvit_preset
-from showo.editing import mask_to_grid, shift_grid
-from showo.generate_text import decode_answers, generate_text, left_pad
-from showo.mixed import generate_mixed
+from showo.generation.editing import mask_to_grid, shift_grid
+from showo.generation.generate_text import decode_answers, generate_text, left_pad
+from showo.generation.generate_mixed import generate_mixed
 from showo.pipeline import ShowoPipeline
-from showo.planning import plan_request
+from showo.generation.prompting import plan_request
 
 SIZE = 64
 

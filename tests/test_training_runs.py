@@ -13,17 +13,17 @@ import pytest
 import torch
 from PIL import Image
 
-from showo.cli import main
+from showo.cli.main import main
 from showo.data.errors import BadSample, BadSampleWarning
 from showo.data.world_source import world_texts
-from showo.generation_config import GenerationConfig
-from showo.magvit2 import MagvitV2
-from showo.text_tokenizer import TextTokenizer
+from showo.generation.generation_config import GenerationConfig
+from showo.model.magvit2 import MagvitV2
+from showo.model.text_tokenizer import TextTokenizer
 from showo.training.config import build_config
-from showo.training.loop import ShowoTrainer
+from showo.training.showo_trainer import ShowoTrainer
 from showo.training.metrics import read_metrics
 from showo.training.presets import train_preset
-from showo.training.run_state import TrainingDiverged
+from showo.training.trainer import TrainingDiverged
 
 
 @pytest.fixture(scope="module")

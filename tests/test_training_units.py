@@ -8,17 +8,12 @@ import torch.nn.functional as F
 from conftest import TINY
 
 from showo import ShowoModel
-from showo.attention import omni_attention_mask
-from showo.training.checkpoints import (
-    complete_checkpoints,
-    latest_checkpoint,
-    publish,
-    staging_dir,
-)
+from showo.model.omni_attention import omni_attention_mask
+from showo.training.checkpoints import complete_checkpoints, latest_checkpoint, publish, staging_dir
 from showo.training.config import TrainConfig, build_config, parse_overrides
 from showo.training.objective import LossHead
 from showo.training.presets import train_preset
-from showo.training.run_state import lr_factor
+from showo.training.optimization import lr_factor
 from showo.training.sequences import (
     IGNORE,
     SampleTooLong,

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from conftest import TINY, write_released_folder
 from showo import ShowoModel, omni_attention_mask
-from showo.phi import attend
+from showo.model.phi import attend
 
 
 @pytest.fixture

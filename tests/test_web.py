@@ -17,15 +17,8 @@ import httpx
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from showo.web_limits import (
-    Limits,
-    check_float,
-    check_image_header,
-    check_int,
-    check_text,
-    open_checked_image,
-)
-from showo.web_tasks import denoising, draw_scene, friendly, painted_mask
+from showo.web.limits import Limits, check_float, check_image_header, check_int, check_text, open_checked_image
+from showo.web.tasks import denoising, draw_scene, friendly, painted_mask
 
 LIMITS = Limits(max_steps=8, max_batch=2, max_new_tokens=16, max_images=2, max_upload_bytes=256 * 1024,
                 max_image_side=512, max_image_pixels=512 * 512)
@@ -149,7 +142,7 @@ def test_denoising_yields_every_step_and_stops_when_closed(tiny_pipeline):
 
 
 def test_shipped_model_dir_names_the_path_and_the_fix(tmp_path, monkeypatch):
-    from showo import shipped
+    from showo.model import shipped
 
     monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "world")
     with pytest.raises(FileNotFoundError, match="showo quickstart --retrain") as caught:
@@ -161,9 +154,9 @@ def test_shipped_model_dir_names_the_path_and_the_fix(tmp_path, monkeypatch):
 
 
 def test_serve_command(tmp_path, monkeypatch, capsys):
-    from showo import shipped
-    from showo.cli import build_parser, main
-    from showo.web import run_serve
+    from showo.model import shipped
+    from showo.cli.main import build_parser, main
+    from showo.cli.main import run_serve
 
     args = build_parser().parse_args(["serve", "--max-steps", "20"])
     assert args.run is run_serve and args.host == "127.0.0.1" and args.port == 7860 and args.max_steps == 20
@@ -245,7 +238,7 @@ def test_mixed(client):
 
 
 def test_mixed_shows_images_between_the_texts(client, monkeypatch):
-    from showo import web_tasks
+    from showo.web import tasks as web_tasks
 
     def fake(pipe, prompt, **kwargs):
         return ["first a circle:", draw_scene([("circle", "red", (0.5, 0.5))]), "then nothing else."]

@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("gradio")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the [dev] extra)")
 
-from showo.generation_config import GenerationConfig
+from showo.generation.generation_config import GenerationConfig
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = [
@@ -37,7 +37,7 @@ def shots(tmp_path_factory) -> Path:
 def demo_pipeline():
     if SCREENSHOTS:
         from showo.pipeline import ShowoPipeline
-        from showo.shipped import shipped_model_dir
+        from showo.model.shipped import shipped_model_dir
 
         try:
             return ShowoPipeline.from_pretrained(shipped_model_dir())
@@ -56,7 +56,7 @@ def served_steps() -> int:
 def page(tmp_path_factory):
     from web_server import running_demo
 
-    from showo.web_limits import Limits
+    from showo.web.limits import Limits
 
     with (running_demo(Limits(), tmp_path_factory.mktemp("web"), demo_pipeline()) as demo,
           sync_api.sync_playwright() as playwright):
@@ -123,7 +123,7 @@ def test_extrapolation(page, shots):
 
 
 def test_visual_question_answering_in_the_chat(page, shots, tmp_path):
-    from showo.web_tasks import draw_scene
+    from showo.web.tasks import draw_scene
 
     open_tab(page, "Visual Q&A")
     draw_scene([("circle", "red", (0.25, 0.25)), ("square", "blue", (0.7, 0.7))]).save(tmp_path / "scene.png")

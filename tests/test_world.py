@@ -376,7 +376,7 @@ def test_lm_passages_are_short_sentences():
 
 
 def test_a_plan_describes_every_object_of_a_picture_its_prompt_fits():
-    from showo.planning import plan_request
+    from showo.generation.prompting import plan_request
 
     for i in range(60):
         split = TRAIN if i % 2 else HELDOUT

@@ -17,7 +17,7 @@ def running_demo(limits, temp_dir, pipe=None):
     """Yield the launched ``gr.Blocks``; the server stops and the environment is restored after."""
     from conftest import build_tiny_pipeline
 
-    from showo.web import build_app, launch
+    from showo.web.server import build_app, launch
 
     with pytest.MonkeyPatch.context() as env:
         env.setenv("GRADIO_TEMP_DIR", str(temp_dir))  # build_app sets it too; this restores it after

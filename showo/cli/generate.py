@@ -15,6 +15,9 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from ..model.image_processing import grid, load_image
+from ..pipeline import ShowoPipeline
+
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="Show-o folder (ours, or released with --vq/--tokenizer)")
@@ -38,8 +41,6 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_pipeline(args):
-    from .pipeline import ShowoPipeline
-
     return ShowoPipeline.from_pretrained(args.model, vq=args.vq, tokenizer=args.tokenizer,
                                          llm_config=args.llm_config, device=args.device)
 
@@ -64,15 +65,6 @@ def read_prompts(args) -> list[str]:
 def shard(items: list, rank: int, world: int) -> list[tuple[int, object]]:
     """This process's share: every ``world``-th item starting at ``rank``, with its index."""
     return [(i, item) for i, item in enumerate(items) if i % world == rank]
-
-
-def grid(images: list[Image.Image], columns: int = 4) -> Image.Image:
-    w, h = images[0].size
-    rows = (len(images) + columns - 1) // columns
-    canvas = Image.new("RGB", (w * min(columns, len(images)), h * rows), "white")
-    for i, image in enumerate(images):
-        canvas.paste(image, ((i % columns) * w, (i // columns) * h))
-    return canvas
 
 
 def strip_recorder(pipe):
@@ -111,8 +103,6 @@ def run_generate(args) -> None:
 
 
 def run_inpaint(args) -> None:
-    from .image_processing import load_image
-
     pipe = load_pipeline(args)
     args.output.mkdir(parents=True, exist_ok=True)
     result = pipe.inpaint(args.image, load_image(args.mask), args.prompt, seed=args.seed, **sampling_kwargs(args))

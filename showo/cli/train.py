@@ -1,25 +1,17 @@
-"""``showo train``: one command for the transformer and the image tokenizer, resumable."""
+"""``showo train`` (the transformer or the image tokenizer, resumable) and ``showo pre-encode``
+(a data source's images as token shards, once)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from .config import TrainConfig, build_config
-from .presets import PRESETS, train_preset
-
-
-def open_run(config: TrainConfig, output: Path):
-    """The trainer of ``config.task`` on ``output`` (resuming what is there), with the config
-    written beside it as ``train_config.json``."""
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
-    if config.task == "tokenizer":
-        from .tokenizer_loop import TokenizerTrainer as Trainer
-    else:
-        from .loop import ShowoTrainer as Trainer
-    return Trainer(config, output)
+from ..data.pre_encode import pre_encode
+from ..data.sources import build_source
+from ..model.magvit2 import MagvitV2
+from ..training.config import build_config
+from ..training.presets import PRESETS, train_preset
+from ..training.runs import open_run
 
 
 def run_train(args: argparse.Namespace) -> None:
@@ -38,7 +30,7 @@ def run_train(args: argparse.Namespace) -> None:
         print(f"done: {trainer.step} steps; model in {output / 'final'}, metrics in {output / 'metrics.jsonl'}")
 
 
-def register(sub) -> None:
+def register_train(sub) -> None:
     p = sub.add_parser("train", help="train Show-o (or its image tokenizer); run again to resume",
                        description="Train from a named preset; a file and key=value pairs override it. "
                                    "Running the same command again resumes from OUTPUT's last complete checkpoint.")
@@ -50,3 +42,45 @@ def register(sub) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config fields, dotted for nested ones: learning_rate=3e-4 data.t2i.path=shards/*.tar")
     p.set_defaults(run=run_train)
+
+
+ENCODABLE_TYPES = ("webdataset", "image_folder", "llava", "interleaved")
+
+
+def run_pre_encode(args: argparse.Namespace) -> None:
+    spec = {"type": args.source_type, ("root" if args.source_type == "image_folder" else "path"): args.path}
+    if args.image_root:
+        spec["image_root"] = args.image_root
+    spec["shuffle"] = False
+    source = build_source(spec, on_bad_data=args.on_bad_data)
+    vq = MagvitV2.from_pretrained(args.vq)
+    index = pre_encode(
+        source,
+        vq,
+        args.output,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        shard_size=args.shard_size,
+        max_samples=args.max_samples,
+        device=args.device,
+    )
+    print(
+        f"wrote {index['count']} records ({index['images']} images, {index['skipped']} bad records skipped) "
+        f"in {len(index['shards'])} shards to {args.output}"
+    )
+
+
+def register_pre_encode(subparsers) -> None:
+    p = subparsers.add_parser("pre-encode", help="turn a data source's images into token shards once")
+    p.add_argument("--source-type", required=True, choices=ENCODABLE_TYPES)
+    p.add_argument("--path", required=True, help="files or a glob ('data/*.tar'); the root folder for image_folder")
+    p.add_argument("--image-root", help="folder that image paths in llava / interleaved records are relative to")
+    p.add_argument("--vq", required=True, help="MAGVIT-v2 folder (showo's or the released one)")
+    p.add_argument("--output", required=True, help="folder for shard-*.safetensors, shard-*.jsonl and index.json")
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--max-samples", type=int)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--shard-size", type=int, default=1000, help="records per shard")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--on-bad-data", choices=["skip", "stop"], default="skip")
+    p.set_defaults(run=run_pre_encode)

@@ -6,7 +6,6 @@ Training on codes instead of pixels skips image decoding and the tokenizer at ev
 
 from __future__ import annotations
 
-import argparse
 import json
 from itertools import islice
 from pathlib import Path
@@ -15,8 +14,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from ..checkpoint import atomic_write, save_safetensors
-from ..image_processing import preprocess_images
+from ..model.checkpoint_io import atomic_write, save_safetensors
+from ..model.image_processing import preprocess_images
 from .token_shards import INDEX_FORMAT, sample_to_row, shard_name
 
 
@@ -121,50 +120,3 @@ def pre_encode(
     text = json.dumps(index, indent=2) + "\n"
     atomic_write(Path(output_dir) / "index.json", lambda tmp: tmp.write_text(text))
     return index
-
-
-# ---- command line --------------------------------------------------------------------------
-
-ENCODABLE_TYPES = ("webdataset", "image_folder", "llava", "interleaved")
-
-
-def run_pre_encode(args: argparse.Namespace) -> None:
-    from ..magvit2 import MagvitV2
-    from .sources import build_source
-
-    spec = {"type": args.source_type, ("root" if args.source_type == "image_folder" else "path"): args.path}
-    if args.image_root:
-        spec["image_root"] = args.image_root
-    spec["shuffle"] = False
-    source = build_source(spec, on_bad_data=args.on_bad_data)
-    vq = MagvitV2.from_pretrained(args.vq)
-    index = pre_encode(
-        source,
-        vq,
-        args.output,
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        shard_size=args.shard_size,
-        max_samples=args.max_samples,
-        device=args.device,
-    )
-    print(
-        f"wrote {index['count']} records ({index['images']} images, {index['skipped']} bad records skipped) "
-        f"in {len(index['shards'])} shards to {args.output}"
-    )
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("pre-encode", help="turn a data source's images into token shards once")
-    p.add_argument("--source-type", required=True, choices=ENCODABLE_TYPES)
-    p.add_argument("--path", required=True, help="files or a glob ('data/*.tar'); the root folder for image_folder")
-    p.add_argument("--image-root", help="folder that image paths in llava / interleaved records are relative to")
-    p.add_argument("--vq", required=True, help="MAGVIT-v2 folder (showo's or the released one)")
-    p.add_argument("--output", required=True, help="folder for shard-*.safetensors, shard-*.jsonl and index.json")
-    p.add_argument("--image-size", type=int, default=256)
-    p.add_argument("--max-samples", type=int)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--shard-size", type=int, default=1000, help="records per shard")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--on-bad-data", choices=["skip", "stop"], default="skip")
-    p.set_defaults(run=run_pre_encode)

@@ -34,7 +34,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from PIL import Image, UnidentifiedImageError
 
-from ..image_processing import to_rgb
+from ..model.image_processing import to_rgb
 from .errors import BadSample, BadSampleWarning
 
 BAD_DATA_POLICIES = ("skip", "stop")

@@ -24,7 +24,7 @@ from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..checkpoint import read_json
+from ..model.checkpoint_io import read_json
 from .errors import BadSample
 from .stream import Record, StreamingSource
 from .text import parse_json_line, read_jsonl_lines

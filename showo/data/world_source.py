@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ..generation.prompting import CAPTION_QUESTION, understanding_text
 from ..world import KINDS, WorldDataset
 from .stream import check_state
 
@@ -49,8 +50,6 @@ def world_texts(count: int, seed: int = 0) -> Iterator[str]:
     """Text of every kind the world speaks (captions, questions, answers, passages, plans, steps,
     and the worked answers of every fourth picture: all of them would take most of a small
     vocabulary's merges): the corpus its BPE tokenizer is trained on."""
-    from ..pipeline import CAPTION_QUESTION, understanding_text
-
     data, reasoned = WorldDataset("train", seed), WorldDataset("train", seed, reasoned=True)
     yield understanding_text(CAPTION_QUESTION)
     for i in range(count):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .cli_generate import grid
+from ..model.image_processing import grid
 
 DISPLAY_HEIGHT = 128  # pixels; pictures are enlarged with NEAREST to this height
 TARGETS = {"t2i_overall": 0.90, "vqa_accuracy": 0.95, "recon_psnr": 30.0}  # value >= target (the shipped model)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .world import (
+from ..world import (
     SLOTS,
     Obj,
     Scene,
@@ -36,7 +36,7 @@ from .world import (
     check_prompt,
     read_scene,
 )
-from .world.scene import CLASSES, SIZES, slot_box
+from ..world.scene import CLASSES, SIZES, slot_box
 
 MAX_PSNR = 100.0  # dB: a perfect reconstruction would be infinite, which JSON cannot hold
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .attention import omni_attention_mask
+from ..model.omni_attention import omni_attention_mask
 from .maskgit import MASKED, MaskGITSampler
 
 

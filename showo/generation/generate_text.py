@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import torch
 
-from .attention import omni_attention_mask
-from .kv_cache import KVCache
-from .model import ShowoModel
+from ..model.omni_attention import omni_attention_mask
+from ..model.kv_cache import KVCache
+from ..model.transformer import ShowoModel
 from .sampling import check_sampling_args, sample_next_token
 
 

@@ -1,10 +1,20 @@
-"""Sequences in the released layouts (SHOWO_SPEC section 2), built from token ids.
+"""Prompts: the text templates and the token sequences of every task, in the released layouts.
+
+Sequences (the paper's "unified prompting"; the released ``prompting_utils.py``), built from
+token ids:
 
 * t2i:  ``[PAD]* <t2i> <sot> text <eot> <soi> image <eoi>``; text left-padded to
   ``max_text_length + 1`` tokens including the task token, so the image always starts at
   position ``max_text_length + 2``;
 * mmu:  ``<mmu> <soi> image <eoi> <sot> text``;
 * lm:   ``<sot> text <eot>`` then right padding.
+
+Text templates: the released understanding prompt, the caption question, and prompt planning
+(a model trained on ``plan_text`` rows, language-modelling rows that pair a prompt with a
+complete description of a picture that fits it, continues ``plan_request(prompt)`` with such
+a description; ``ShowoPipeline.plan`` asks for it, and the pipeline draws it when the model's
+``generation_config.json`` says ``plan_prompts: true``: the model's own prompt rewriting, as
+DALL-E 3 does with a separate language model).
 """
 
 from __future__ import annotations
@@ -14,7 +24,24 @@ from collections.abc import Sequence
 
 import torch
 
-from .layout import TokenLayout
+from ..model.layout import TokenLayout
+
+CAPTION_QUESTION = "Please describe this image in detail."
+
+
+def understanding_text(question: str) -> str:
+    """The released inference prompt of the plain (non-CLIP) model."""
+    return "USER: \n" + question + " ASSISTANT:"
+
+
+def plan_request(prompt: str) -> str:
+    """The text the model continues with its plan for ``prompt``."""
+    return f"Plan for {prompt.strip()}:"
+
+
+def plan_text(prompt: str, plan: str) -> str:
+    """A training row: the request and a plan that fits it."""
+    return f"{plan_request(prompt)} {plan.strip()}"
 
 
 def t2i_text_block(text_ids: Sequence[int], layout: TokenLayout, max_text_length: int) -> list[int]:

@@ -105,3 +105,13 @@ def check_image_size(pixels: torch.Tensor, expected_size: int, factor: int) -> N
             f"expected {expected_size}x{expected_size} images ({expected_size // factor}x"
             f"{expected_size // factor} tokens), got {h}x{w}; preprocess them with preprocess_images"
         )
+
+
+def grid(images: list[Image.Image], columns: int = 4) -> Image.Image:
+    """Paste equally sized images into rows of ``columns`` on a white canvas."""
+    w, h = images[0].size
+    rows = (len(images) + columns - 1) // columns
+    canvas = Image.new("RGB", (w * min(columns, len(images)), h * rows), "white")
+    for i, image in enumerate(images):
+        canvas.paste(image, ((i % columns) * w, (i // columns) * h))
+    return canvas

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from showo.checkpoint import (
+from .checkpoint_io import (
     check_state_dict,
     find_weight_file,
     load_state_dict,
@@ -25,7 +25,7 @@ from showo.checkpoint import (
     replace_folder,
     save_safetensors,
 )
-from showo.config import MagvitConfig
+from .config import MagvitConfig
 
 CONFIG_FORMAT = "showo-magvit2"
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import check_state_dict, read_json, find_weight_file, load_state_dict, replace_folder, save_safetensors
+from .checkpoint_io import find_weight_file, load_state_dict, read_json
 from .config import PhiConfig, ShowoConfig
 from .layout import SPECIAL_TOKENS
 
@@ -114,57 +114,3 @@ def read_checkpoint(path: str | Path, llm_config: str | Path | None = None) -> t
         return ShowoConfig.from_dict(d, str(config_path)), load_state_dict(weights)
     config = released_config(d, llm_config, str(config_path))
     return config, released_to_ours(load_state_dict(weights))
-
-
-def load_showo(path: str | Path, llm_config: str | Path | None = None, dtype: torch.dtype | None = None):
-    from .model import ShowoModel  # model.py imports this module lazily, so no cycle at import time
-
-    config, state = read_checkpoint(path, llm_config)
-    with torch.device("meta"):  # shapes only: every parameter is replaced by a loaded tensor
-        model = ShowoModel(config)
-    expected = {k: v.shape for k, v in model.state_dict().items()}
-    check_state_dict(state, expected, str(find_weight_file(path)))
-    model.load_state_dict(state, strict=True, assign=True)
-    model.rotary.to_empty(device="cpu")
-    model.rotary.reset_buffers()  # not part of the state dict
-    if dtype is not None:
-        model.to(dtype)
-    return model.eval()
-
-
-def save_showo(model, path: str | Path) -> None:
-    def fill(tmp: Path) -> None:
-        model.config.save(tmp / "config.json")
-        save_safetensors(model.state_dict(), tmp / "model.safetensors")
-
-    replace_folder(path, fill)
-
-
-def convert_folder(
-    source: str | Path,
-    destination: str | Path,
-    llm_config: str | Path | None = None,
-    dtype: torch.dtype | None = None,
-    **magvit_overrides: Any,
-) -> str:
-    """Convert a released Show-o (or MAGVIT-v2) folder to ours; returns which kind it was.
-
-    ``magvit_overrides`` change the MAGVIT-v2 architecture (the released folder names none)."""
-    if _is_magvit_folder(Path(source)):
-        from .magvit2 import MagvitV2
-
-        vq = MagvitV2.from_pretrained(source, **magvit_overrides)
-        if dtype is not None:
-            vq.to(dtype)
-        vq.save_pretrained(destination)
-        return "MAGVIT-v2"
-    save_showo(load_showo(source, llm_config=llm_config, dtype=dtype), destination)
-    return "Show-o"
-
-
-def _is_magvit_folder(folder: Path) -> bool:
-    config = folder / "config.json"
-    if not config.is_file():
-        return False
-    d = read_json(config)
-    return d.get("_class_name") in ("MAGVITv2", "MAGViTv2") or d.get("format") == "showo-magvit2"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SHIPPED_DIR = Path(__file__).parent / "weights" / "world"
+SHIPPED_DIR = Path(__file__).parents[1] / "weights" / "world"
 
 
 def shipped_model_dir() -> Path:

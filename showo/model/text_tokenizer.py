@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from .checkpoint import atomic_write, read_json
+from .checkpoint_io import atomic_write, read_json
 from .layout import SPECIAL_TOKENS, TokenLayout
 
 DEFAULT_BOS_EOS = "<|endoftext|>"

@@ -12,11 +12,48 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .checkpoint_io import check_state_dict, find_weight_file, replace_folder, save_safetensors
 from .config import ShowoConfig
-from .image_position import ImagePositionEmbedding
 from .kv_cache import KVCache
 from .layout import TokenLayout
 from .phi import Block, RotaryEmbedding
+from .released_checkpoint import read_checkpoint
+
+
+# -- learned image positions (not in Show-o; ShowoConfig.image_position_embeddings) ------------
+
+def image_token_index(ids: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
+    """(B, L) -> index of each token in its image block (0 .. N-1), -1 outside images."""
+    in_image = layout.is_image_slot(ids)
+    positions = torch.arange(ids.shape[-1], device=ids.device).expand_as(ids)
+    last_outside = torch.where(in_image, torch.full_like(positions, -1), positions).cummax(dim=-1).values
+    return torch.where(in_image, positions - last_outside - 1, torch.full_like(positions, -1))
+
+
+class ImagePositionEmbedding(nn.Module):
+    """A learned row and a learned column embedding added to every token of an image block.
+
+    Show-o's image tokens know their place in the picture only through 1-D rotary phases,
+    which a model learns to read slowly. An image block is a run of image-code or ``[MASK]``
+    ids; its k-th token sits at row ``k // side``, column ``k % side``. The block must come
+    whole in one forward call, as it does in every Show-o layout (the text prefix may be
+    cached; the ``<soi> image <eoi>`` segment always runs together)."""
+
+    def __init__(self, grid_side: int, hidden_size: int, layout: TokenLayout) -> None:
+        super().__init__()
+        self.grid_side, self.layout = grid_side, layout
+        self.rows = nn.Embedding(grid_side, hidden_size)
+        self.cols = nn.Embedding(grid_side, hidden_size)
+        for table in (self.rows, self.cols):  # row + column together have the token embeddings' scale
+            nn.init.normal_(table.weight, std=2**-0.5)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, L) ids -> (B, L, D): the row + column embedding of image tokens, zero elsewhere."""
+        index = image_token_index(ids, self.layout)
+        in_image = index >= 0
+        cell = index.clamp(min=0) % (self.grid_side**2)
+        added = self.rows(cell // self.grid_side) + self.cols(cell % self.grid_side)
+        return added * in_image[..., None].to(added.dtype)
 
 
 class ShowoModel(nn.Module):
@@ -154,15 +191,25 @@ class ShowoModel(nn.Module):
 
         ``llm_config``: a folder (or file) with the base LLM's ``config.json`` for released
         folders; without it the phi-1.5 values are used."""
-        from .convert import load_showo
-
-        return load_showo(path, llm_config=llm_config, dtype=dtype)
+        config, state = read_checkpoint(path, llm_config)
+        with torch.device("meta"):  # shapes only: every parameter is replaced by a loaded tensor
+            model = cls(config)
+        expected = {k: v.shape for k, v in model.state_dict().items()}
+        check_state_dict(state, expected, str(find_weight_file(path)))
+        model.load_state_dict(state, strict=True, assign=True)
+        model.rotary.to_empty(device="cpu")
+        model.rotary.reset_buffers()  # not part of the state dict
+        if dtype is not None:
+            model.to(dtype)
+        return model.eval()
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write ``config.json`` and ``model.safetensors`` atomically."""
-        from .convert import save_showo
+        def fill(tmp: Path) -> None:
+            self.config.save(tmp / "config.json")
+            save_safetensors(self.state_dict(), tmp / "model.safetensors")
 
-        save_showo(self, path)
+        replace_folder(path, fill)
 
 
 def _causal_mask(length: int, start: int, device: torch.device) -> torch.Tensor:
@@ -170,3 +217,22 @@ def _causal_mask(length: int, start: int, device: torch.device) -> torch.Tensor:
     rows = torch.arange(length, device=device)[:, None] + start
     cols = torch.arange(start + length, device=device)[None, :]
     return (cols <= rows)[None, None]
+
+
+def check_compatible(model: ShowoModel, vq, tokenizer) -> None:
+    """The checkpoint, the image tokenizer (``MagvitV2``) and the text tokenizer must share one
+    vocabulary."""
+    config = model.config
+    problems = []
+    if tokenizer.text_vocab_size != config.text_vocab_size:
+        problems.append(f"text tokenizer has {tokenizer.text_vocab_size} ids, the checkpoint {config.text_vocab_size}")
+    if (tokenizer.bos_id, tokenizer.eos_id) != (config.bos_id, config.eos_id):
+        problems.append(f"BOS/EOS ids {tokenizer.bos_id}/{tokenizer.eos_id} differ from the checkpoint's "
+                        f"{config.bos_id}/{config.eos_id}")
+    if vq.config.codebook_size != config.codebook_size:
+        problems.append(f"image tokenizer has {vq.config.codebook_size} codes, the checkpoint {config.codebook_size}")
+    if vq.config.downsample_factor != config.downsample_factor:
+        problems.append(f"image tokenizer downsamples by {vq.config.downsample_factor}, "
+                        f"the checkpoint expects {config.downsample_factor}")
+    if problems:
+        raise ValueError("the model, image tokenizer and text tokenizer do not fit together: " + "; ".join(problems))

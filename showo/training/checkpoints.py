@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from ..checkpoint import atomic_write, read_json, save_safetensors
+from ..model.checkpoint_io import atomic_write, read_json, save_safetensors
 
 STEP_DIR = re.compile(r"^step-(\d{8})$")
 STATE_FILE = "trainer_state.json"
@@ -114,3 +114,61 @@ def read_trainer_state(folder: Path) -> dict[str, Any]:
 
 def load_optimizer_state(folder: Path) -> dict[str, Any]:
     return torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
+
+
+class RunState:
+    """Writes and reads ``OUTPUT/checkpoints/step-*``; every process takes part."""
+
+    def __init__(self, output: Path, accelerator, keep_last: int) -> None:
+        self.output, self.acc, self.keep_last = output, accelerator, keep_last
+
+    def save(self, step: int, model, head, optimizer, scheduler, feeders: dict[str, Any]) -> Path:
+        """``model`` is the bare model, ``head`` what accelerate prepared (for FSDP's gather)."""
+        acc, staging = self.acc, staging_dir(self.output, step)
+        if acc.is_main_process:
+            staging.parent.mkdir(parents=True, exist_ok=True)
+            if staging.exists():
+                shutil.rmtree(staging)  # left by a run that was killed while writing
+            staging.mkdir()
+        acc.wait_for_everyone()
+        rank = acc.process_index
+        data = {flow: feeder.state_dict() for flow, feeder in feeders.items()}
+        write_json(staging / f"data_rank{rank}.json", {"feeders": data, "rng": save_rng(staging, rank)})
+        state = None
+        if acc.distributed_type.value == "FSDP":  # gather the shards; keys lose the LossHead prefix
+            state = {k.removeprefix("model."): v for k, v in acc.get_state_dict(head).items()}
+        acc.wait_for_everyone()
+        final = checkpoint_root(self.output) / step_dir_name(step)
+        if acc.is_main_process:
+            if state is None:
+                model.save_pretrained(staging / "model")
+            else:
+                _save_model_state(model, state, staging / "model")
+            torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+            write_json(staging / "trainer_state.json", {
+                "step": step, "scheduler": scheduler.state_dict(), "world_size": acc.num_processes,
+            })
+            publish(staging, self.keep_last)
+        acc.wait_for_everyone()
+        return final
+
+    def restore(self, folder: Path, optimizer, scheduler, feeders: dict[str, Any]) -> int:
+        """Model weights were loaded when the model was built; this restores the rest."""
+        state = read_trainer_state(folder)
+        if state["world_size"] != self.acc.num_processes:
+            raise ValueError(f"{folder} was written by {state['world_size']} processes; resuming with "
+                             f"{self.acc.num_processes} would change the data order. Use the same number.")
+        optimizer.load_state_dict(load_optimizer_state(folder))
+        scheduler.load_state_dict(state["scheduler"])
+        rank = self.acc.process_index
+        data = read_json(folder / f"data_rank{rank}.json")
+        for flow, feeder in feeders.items():
+            feeder.load_state_dict(data["feeders"][flow])
+        restore_rng(folder, rank, data["rng"])
+        return int(state["step"])
+
+
+def _save_model_state(model, state: dict, folder: Path) -> None:
+    folder.mkdir()
+    model.config.save(folder / "config.json")
+    save_safetensors({k: v.contiguous() for k, v in state.items()}, folder / "model.safetensors")

@@ -11,12 +11,12 @@ from typing import Any
 
 import torch
 
-from ..config import ShowoConfig, magvit_preset, showo_preset
+from ..model.config import ShowoConfig, magvit_preset, showo_preset
 from ..data.world_source import world_texts
-from ..magvit2 import MagvitV2, override_config
-from ..model import ShowoModel
-from ..pipeline import check_compatible
-from ..text_tokenizer import TextTokenizer
+from ..model.magvit2 import MagvitV2, override_config
+from ..model.transformer import ShowoModel
+from ..model.transformer import check_compatible
+from ..model.text_tokenizer import TextTokenizer
 from .checkpoints import latest_checkpoint, model_folder
 from .config import TrainConfig
 

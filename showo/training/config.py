@@ -16,7 +16,7 @@ from typing import Any
 
 import tomllib
 
-from ..generation_config import GenerationConfig
+from ..generation.generation_config import GenerationConfig
 
 FLOWS = ("t2i", "lm", "mmu", "mixed")
 PER_FLOW = ("batch_size", "loss_weights")  # fields that hold one value per flow

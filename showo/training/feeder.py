@@ -13,19 +13,10 @@ from typing import Any
 import torch
 
 from ..data.errors import BadSample, BadSampleWarning
-from ..image_processing import preprocess_images
-from ..pipeline import CAPTION_QUESTION
+from ..model.image_processing import preprocess_images
+from ..generation.prompting import CAPTION_QUESTION
 from .config import TrainConfig
-from .sequences import (
-    Row,
-    SampleTooLong,
-    lm_row,
-    mixed_row,
-    mmu_row,
-    question_and_answer,
-    sample_generator,
-    t2i_row,
-)
+from .sequences import Row, SampleTooLong, lm_row, mixed_row, mmu_row, question_and_answer, sample_generator, t2i_row
 
 # Image-caption pairs also feed the mmu flow, as captioning (stages 1 and 2 of the recipe); prompt
 # plans (showo.planning) are language-modelling rows.

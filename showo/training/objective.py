@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attention import omni_attention_mask
-from ..model import ShowoModel
+from ..model.omni_attention import omni_attention_mask
+from ..model.transformer import ShowoModel
 from .sequences import IGNORE
 
 

@@ -18,11 +18,23 @@ lists every command.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from .cli import open_run
-from .config import build_config
+from .config import TrainConfig, build_config
 from .presets import train_preset
+from .showo_trainer import ShowoTrainer
+from .tokenizer_trainer import TokenizerTrainer
+
+def open_run(config: TrainConfig, output: Path):
+    """The trainer of ``config.task`` on ``output`` (resuming what is there), with the config
+    written beside it as ``train_config.json``."""
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
+    if config.task == "tokenizer":
+        return TokenizerTrainer(config, output)
+    return ShowoTrainer(config, output)
+
 
 # Each run of ``retrain``, in order: its folder, its preset, and what ``retrain`` changes in it.
 RETRAIN_RUNS = (

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..layout import TokenLayout
-from ..pipeline import understanding_text
-from ..prompting import mmu_sequence, t2i_text_block
+from ..model.layout import TokenLayout
+from ..generation.prompting import understanding_text
+from ..generation.prompting import mmu_sequence, t2i_text_block
 from .config import FLOWS
 
 IGNORE = -100

@@ -15,23 +15,21 @@ from pathlib import Path
 
 import torch
 
-from ..generation_config import GenerationConfig
+from ..data.sources import build_source
+from ..generation.generation_config import GenerationConfig
+from ..model.image_processing import grid
+from ..pipeline import ShowoPipeline
 from .checkpoints import latest_checkpoint, model_folder
 from .components import build_model, build_text_tokenizer, build_vq, resolve_init
 from .config import TrainConfig
 from .feeder import FlowFeeder, RowBuilder
 from .objective import LossHead, labelled_count
-from .run_state import (
-    TrainerBase,
-    make_accelerator,
-)
+from .trainer import TrainerBase, make_accelerator
 from .sequences import collate_by_length
 
 
 class ShowoTrainer(TrainerBase):
     def __init__(self, config: TrainConfig, output: str | Path) -> None:
-        from ..data import build_source
-
         self.config, self.output = config, Path(output)
         self.output.mkdir(parents=True, exist_ok=True)
         self.accelerator = make_accelerator(config)
@@ -96,9 +94,7 @@ class ShowoTrainer(TrainerBase):
         record["tokens_per_s"] = float(tokens.sum()) / (time.perf_counter() - started)
         return record
 
-    def pipeline(self):
-        from ..pipeline import ShowoPipeline
-
+    def pipeline(self) -> ShowoPipeline:
         pipe = ShowoPipeline(self.model, self.vq, self.tokenizer, self.generation)
         self.model.train()  # the pipeline switches to eval mode; training goes on afterwards
         return pipe
@@ -108,8 +104,6 @@ class ShowoTrainer(TrainerBase):
 
     @torch.no_grad()
     def write_samples(self) -> None:
-        from ..cli_generate import grid
-
         prompts = list(self.config.sample_prompts) or ["", ""]
         pipe = self.pipeline()
         self.model.eval()

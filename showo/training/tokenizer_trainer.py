@@ -22,17 +22,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from ..checkpoint import load_state_dict, save_safetensors
+from ..model.checkpoint_io import load_state_dict, save_safetensors
 from ..data.errors import BadSample, BadSampleWarning
-from ..image_processing import preprocess_images
-from ..magvit2 import MagvitV2
+from ..data.sources import build_source
+from ..model.image_processing import preprocess_images
+from ..model.magvit2 import MagvitV2
 from .checkpoints import latest_checkpoint, model_folder
 from .components import make_vq, resolve_init
 from .config import TrainConfig
-from .run_state import (
-    TrainerBase,
-    make_accelerator,
-)
+from .trainer import TrainerBase, make_accelerator
 
 
 class PatchDiscriminator(nn.Module):
@@ -113,8 +111,6 @@ class ImageFeeder:
 
 class TokenizerTrainer(TrainerBase):
     def __init__(self, config: TrainConfig, output: str | Path) -> None:
-        from ..data import build_source
-
         self.config, self.output = config, Path(output)
         self.output.mkdir(parents=True, exist_ok=True)
         self.accelerator = acc = make_accelerator(config)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from .image_processing import to_rgb
+from ..model.image_processing import to_rgb
 
 MB = 1024 * 1024
 

@@ -11,9 +11,7 @@ This module imports gradio only when an app is built, so ``showo --help`` works 
 
 from __future__ import annotations
 
-import argparse
 import atexit
-import importlib.util
 import logging
 import os
 import shutil
@@ -21,7 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .web_limits import MB, Limits
+from ..model.shipped import shipped_model_dir
+from ..pipeline import ShowoPipeline
+from .limits import Limits
 
 log = logging.getLogger("showo.web")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -45,7 +45,7 @@ def build_app(pipe, limits: Limits = Limits(), temp_dir: str | Path | None = Non
     temp_dir.mkdir(parents=True, exist_ok=True)
     os.environ["GRADIO_TEMP_DIR"] = str(temp_dir.resolve())
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from .web_ui import make_blocks
+    from .ui import make_blocks
 
     demo = make_blocks(pipe, limits, temp_dir)
     demo.queue(default_concurrency_limit=limits.concurrency, max_size=limits.queue_size, api_open=False)
@@ -72,32 +72,5 @@ def launch(demo, limits: Limits = Limits(), host: str = "127.0.0.1", port: int =
 def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: int = 7860,
           limits: Limits = Limits(), device: str = "cpu", block: bool = True):
     """Load the pipeline in ``model_dir`` (default: the shipped model) and serve the demo."""
-    from .pipeline import ShowoPipeline
-    from .shipped import shipped_model_dir
-
     pipe = ShowoPipeline.from_pretrained(model_dir or shipped_model_dir(), device=device)
     return launch(build_app(pipe, limits), limits, host, port, block)
-
-
-def run_serve(args: argparse.Namespace) -> None:
-    limits = Limits(max_steps=args.max_steps, max_new_tokens=args.max_new_tokens,
-                    max_upload_bytes=int(args.max_upload_mb * MB), concurrency=args.concurrency,
-                    queue_size=args.queue_size)
-    if importlib.util.find_spec("gradio") is None:  # not imported here: build_app sets its temp dir first
-        raise SystemExit("showo serve: the web demo needs gradio: pip install 'showo[demo]'")
-    serve(args.model, args.host, args.port, limits, args.device)
-
-
-def register(sub) -> None:
-    defaults = Limits()
-    parser = sub.add_parser("serve", help="the web demo in the browser (gradio)")
-    parser.add_argument("--model", help="folder from ShowoPipeline.save_pretrained (default: the shipped model)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--max-steps", type=int, default=defaults.max_steps, help="MaskGIT steps per image")
-    parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens, help="text tokens per answer")
-    parser.add_argument("--max-upload-mb", type=float, default=defaults.max_upload_bytes / MB)
-    parser.add_argument("--concurrency", type=int, default=defaults.concurrency, help="model calls at once")
-    parser.add_argument("--queue-size", type=int, default=defaults.queue_size, help="requests that may wait")
-    parser.set_defaults(run=run_serve)

@@ -22,14 +22,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .cli_generate import grid
-from .editing import DIRECTIONS
-from .image_processing import resize_and_crop
-from .mixed import generate_mixed
-from .pipeline import CAPTION_QUESTION, understanding_text
-from .web_limits import (
-    Limits, check_float, check_image_header, check_int, check_seed, check_text, open_checked_image,
-)
+from ..model.image_processing import grid
+from ..generation.editing import DIRECTIONS
+from ..model.image_processing import resize_and_crop
+from ..generation.generate_mixed import generate_mixed
+from ..generation.prompting import CAPTION_QUESTION, understanding_text
+from .limits import Limits, check_float, check_image_header, check_int, check_seed, check_text, open_checked_image
 
 log = logging.getLogger("showo.web")
 MAX_GUIDANCE = 20.0

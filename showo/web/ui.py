@@ -11,16 +11,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from .editing import DIRECTIONS
-from .web_limits import MB, Limits
-from .web_tasks import (
-    MAX_GUIDANCE,
-    Tasks,
-    draw_scene,
-    friendly,
-    guard_editor,
-    guard_image,
-)
+from ..generation.editing import DIRECTIONS
+from .limits import MB, Limits
+from .tasks import MAX_GUIDANCE, Tasks, draw_scene, friendly, guard_editor, guard_image
 
 EXAMPLE_PROMPTS = [
     "a red circle at the top left",

@@ -10,13 +10,7 @@ only.
 
 from .dataset import KINDS, SPLITS, WorldDataset
 from .evaluator import degrade_image, evaluator_accuracy, read_scene
-from .geneval import (
-    GENEVAL_CATEGORIES,
-    check_prompt,
-    geneval_prompts,
-    geneval_scores,
-    scene_from_spec,
-)
+from .geneval import GENEVAL_CATEGORIES, check_prompt, geneval_prompts, geneval_scores, scene_from_spec
 from .language import (
     ObjSpec,
     answer_matches,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..planning import plan_text
+from ..generation.prompting import plan_text
 from .language import RELATION_PHRASES, canonical_caption, number_word, object_phrase, random_caption
 from .qa import QA_KINDS, make_question, referenced_pair, unique_references
 from .reasoning import reasoned_answer

@@ -15,14 +15,7 @@ import re
 
 import numpy as np
 
-from .language import (
-    RELATION_PHRASES,
-    ObjSpec,
-    canonical_caption,
-    noun_phrase,
-    number_word,
-    parse_caption,
-)
+from .language import RELATION_PHRASES, ObjSpec, canonical_caption, noun_phrase, number_word, parse_caption
 from .scene import CLASSES, RELATIONS, SIZES, Obj, Scene, pick, relation_holds
 
 QA_KINDS = ("colour", "shape", "count", "presence", "position", "relation", "caption")

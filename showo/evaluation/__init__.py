@@ -1,0 +1,2 @@
+"""``showo quickstart``: every task measured on the held-out split of the built-in world
+(``evaluate``, with the items and checks in ``tasks``), written up as a report (``report``)."""
