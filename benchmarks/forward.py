@@ -11,10 +11,10 @@ import argparse
 import dataclasses
 
 import torch
-
 from common import best_time, describe_machine, matmul_gflops
-from showo import ShowoModel, omni_attention_mask, showo_preset
 from flops import forward_flops
+
+from showo import ShowoModel, omni_attention_mask, showo_preset
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

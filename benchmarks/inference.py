@@ -19,16 +19,16 @@ import dataclasses
 import time
 
 import torch
-
 from common import describe_machine, matmul_gflops, synchronize
-from forward import DTYPES, t2i_batch
-from showo import ShowoModel, omni_attention_mask, showo_preset
 from flops import forward_flops
+from forward import DTYPES, t2i_batch
+from naive_image import naive_generate_image_tokens
+from naive_text import naive_generate_text
+
+from showo import ShowoModel, omni_attention_mask, showo_preset
 from showo.generation.generate_image import generate_image_tokens
 from showo.generation.generate_text import generate_text
 from showo.generation.prompting import mmu_prompt
-from naive_image import naive_generate_image_tokens
-from naive_text import naive_generate_text
 
 STEPS, GUIDANCE, NEW_TOKENS, QUESTION_TOKENS = 18, 1.75, 64, 20
 
@@ -98,7 +98,7 @@ def main() -> None:
     uncond[:, : config.max_text_length + 1] = torch.tensor(
         [layout.pad_id] * (config.max_text_length - 2) + [layout.t2i_id, layout.sot_id, layout.eot_id])
     prefix = config.max_text_length + 2
-    gen = lambda: torch.Generator(device).manual_seed(0)  # noqa: E731
+    gen = lambda: torch.Generator(device).manual_seed(0)
     kw = dict(steps=STEPS, guidance_scale=GUIDANCE)
     generate_image_tokens(model, cond, uncond, steps=1, guidance_scale=GUIDANCE, generator=gen())  # warm-up
     t2i = timed(lambda: generate_image_tokens(model, cond, uncond, generator=gen(), **kw), device)

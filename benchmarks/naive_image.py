@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import torch
 
-from showo.model.omni_attention import omni_attention_mask
 from showo.generation.generate_image import codes_to_ids, decoding_setup, guided
 from showo.generation.maskgit import MASKED, MaskGITSampler
+from showo.model.omni_attention import omni_attention_mask
 
 
 @torch.no_grad()

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
+from showo.generation.sampling import sample_next_token
 from showo.model.omni_attention import omni_attention_mask
 from showo.model.transformer import ShowoModel
-from showo.generation.sampling import sample_next_token
 
 
 @torch.no_grad()

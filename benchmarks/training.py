@@ -25,8 +25,8 @@ from common import describe_machine
 from showo.data.world_source import world_texts
 from showo.model.text_tokenizer import TextTokenizer
 from showo.training.config import build_config
-from showo.training.showo_trainer import ShowoTrainer
 from showo.training.presets import train_preset
+from showo.training.showo_trainer import ShowoTrainer
 
 SETTINGS = {
     "tiny": [],  # 64 wide, 2 layers
@@ -69,7 +69,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         TextTokenizer.train_bpe(world_texts(500), vocab_size=400).save(folder)
-        rows = [measure(name, extra, args.steps, Path(folder), args.mixed_precision) for name, extra in SETTINGS.items()]
+        rows = [measure(name, extra, args.steps, Path(folder), args.mixed_precision)
+                for name, extra in SETTINGS.items()]
     print(f"machine: {describe_machine(rows[0]['device'])}, precision {args.mixed_precision}")
     print("| setting | parameters | tokens/s | s/step | peak memory |")
     print("|---|---|---|---|---|")

@@ -37,12 +37,12 @@ from .model import (
 from .pipeline import ShowoPipeline
 
 __all__ = [
+    "SPECIAL_TOKENS",
     "GenerationConfig",
     "KVCache",
     "MagvitConfig",
     "MagvitV2",
     "PhiConfig",
-    "SPECIAL_TOKENS",
     "ShowoConfig",
     "ShowoModel",
     "ShowoPipeline",

@@ -17,11 +17,11 @@ from .generation.editing import mask_to_grid, shift_grid, stitch
 from .generation.generate_image import codes_to_ids, generate_image_tokens
 from .generation.generate_text import decode_answers, final_answer, generate_text, left_pad
 from .generation.generation_config import GenerationConfig
+from .generation.prompting import CAPTION_QUESTION, mmu_sequence, plan_request, t2i_prompt, understanding_text
 from .model.image_processing import ImageLike, load_image, postprocess_images, preprocess_images
 from .model.magvit2 import MagvitV2
-from .model.transformer import ShowoModel, check_compatible
-from .generation.prompting import CAPTION_QUESTION, mmu_sequence, plan_request, t2i_prompt, understanding_text
 from .model.text_tokenizer import TextTokenizer
+from .model.transformer import ShowoModel, check_compatible
 
 
 class ShowoPipeline:
@@ -107,7 +107,8 @@ class ShowoPipeline:
             prompts = self.prompts_to_draw(prompts, plan)
             image_ids = torch.full((len(prompts), self.config.num_image_tokens), self.model.layout.mask_id)
         cond, uncond = self._t2i_ids(prompts, image_ids)
-        generator = None if seed is None else [torch.Generator(self.device).manual_seed(seed + i) for i in range(len(prompts))]
+        generator = None if seed is None else [
+            torch.Generator(self.device).manual_seed(seed + i) for i in range(len(prompts))]
         uncond = uncond if sampling["guidance_scale"] > 0 else None
         return generate_image_tokens(self.model, cond, uncond, generator=generator, mode=mode, callback=callback,
                                      **sampling)

@@ -13,7 +13,8 @@ TINY = showo_preset("tiny")
 
 def tiny_hf_phi(seed: int = 0):
     """transformers' PhiForCausalLM with QK-Norm, tiny shapes, every weight randomised."""
-    from transformers import PhiConfig as HFPhiConfig, PhiForCausalLM
+    from transformers import PhiConfig as HFPhiConfig
+    from transformers import PhiForCausalLM
 
     llm = TINY.llm
     config = HFPhiConfig(

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import TINY, released_config_json, write_released_folder
+
 from showo import ShowoModel
 from showo.model.released_checkpoint import ours_to_released
 

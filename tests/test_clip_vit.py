@@ -9,10 +9,9 @@ import torch
 from PIL import Image
 
 from showo import ShowoModel, TextTokenizer, showo_preset
-from showo.generation.clip_answer import SYSTEM_PROMPT
-from showo.model.clip_vit import ClipVisionEncoder
-from showo.generation.clip_answer import answer_with_clip, clip_understanding_inputs
+from showo.generation.clip_answer import SYSTEM_PROMPT, answer_with_clip, clip_understanding_inputs
 from showo.generation.generate_text import generate_text
+from showo.model.clip_vit import ClipVisionEncoder
 
 transformers = pytest.importorskip("transformers")
 
@@ -70,7 +69,7 @@ def naive_inputs(model, tokenizer, features, question):
     layout = model.layout
     head = [layout.mmu_id, *tokenizer.encode(SYSTEM_PROMPT), layout.soi_id]
     tail = [layout.eoi_id, *tokenizer.encode("USER: " + question + " ASSISTANT:")]
-    embed = lambda ids: model.embed(torch.tensor([ids]))  # noqa: E731
+    embed = lambda ids: model.embed(torch.tensor([ids]))
     embeds = torch.cat([embed(head), model.mm_projector(features[None]), embed(tail)], dim=1)
     prefix = len(head) + features.shape[0]
     return embeds, naive_mask(embeds.shape[1], prefix)
@@ -193,11 +192,11 @@ def test_errors(model, tokenizer, monkeypatch, tmp_path):
     plain = ShowoModel(dataclasses.replace(model.config, clip_vit=False))
     with pytest.raises(ValueError, match="no mm_projector: not the CLIP-ViT variant"):
         clip_understanding_inputs(plain, tokenizer, torch.randn(1, 4, 32), ["q"])
-    with pytest.raises(ValueError, match="width 48 .* clip_hidden_size=32"):
+    with pytest.raises(ValueError, match=r"width 48 .* clip_hidden_size=32"):
         clip_understanding_inputs(model, tokenizer, torch.randn(1, 4, 48), ["q"])
     with pytest.raises(ValueError, match="one question per image"):
         clip_understanding_inputs(model, tokenizer, torch.randn(2, 4, 32), ["q"])
-    with pytest.raises(FileNotFoundError, match="no CLIP config.json"):
+    with pytest.raises(FileNotFoundError, match=r"no CLIP config\.json"):
         ClipVisionEncoder.from_folder(tmp_path / "missing")
     (tmp_path / "config.json").write_text("{}")
     monkeypatch.setitem(sys.modules, "transformers", None)

@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 
 from showo import MagvitV2, magvit_preset, preprocess_images
+from showo.cli.train import register_pre_encode
 from showo.data import SOURCE_TYPES, BadSample, BadSampleWarning, Mixture, StreamingSource, build_source, pre_encode
 from showo.data.llava import iter_json_array
-from showo.cli.train import register_pre_encode
 from showo.data.text import import_pyarrow
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -181,7 +181,7 @@ def token_shards_data(root: Path):
     pre_encode(
         build_source({**spec, "shuffle": False}), vq, root / "tokens", image_size=SIZE, batch_size=4, shard_size=4
     )
-    ordered = [k for k in build_source({**spec, "shuffle": False}).epoch_records(0)]
+    ordered = list(build_source({**spec, "shuffle": False}).epoch_records(0))
     images = [images_expected[r.where]["image"] for r in ordered]
     codes = torch.cat([vq.encode(preprocess_images(images[i : i + 4], SIZE)) for i in range(0, len(images), 4)])
     expected = {}
@@ -498,7 +498,7 @@ def test_all_bad_records_raise_instead_of_looping_forever(tmp_path):
 
 def test_build_source_reports_unknown_types_and_fields(tmp_path):
     spec, _ = text_data(tmp_path)
-    with pytest.raises(ValueError, match="unknown source type 'nope'.*webdataset"):
+    with pytest.raises(ValueError, match=r"unknown source type 'nope'.*webdataset"):
         build_source({"type": "nope"})
     with pytest.raises(ValueError, match="unknown fields \\['colour'\\]"):
         build_source({**spec, "colour": "red"})

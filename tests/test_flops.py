@@ -1,9 +1,9 @@
 import torch
+from conftest import TINY
+from flops import forward_flops
 from torch.utils.flop_counter import FlopCounterMode
 
-from conftest import TINY
 from showo import ShowoModel
-from flops import forward_flops
 
 
 def _attention_flops(batch, new_tokens, context):

@@ -3,12 +3,12 @@
 
 import pytest
 import torch
-
 from conftest import TINY, sharp_tiny_model
+from naive_image import naive_generate_image_tokens
+
 from showo.generation.generate_image import generate_image_tokens
 from showo.generation.maskgit import MASKED, MaskGITSampler, mask_ratio
 from showo.generation.prompting import t2i_prompt
-from naive_image import naive_generate_image_tokens
 
 N = TINY.num_image_tokens
 

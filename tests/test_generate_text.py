@@ -2,13 +2,13 @@
 
 import pytest
 import torch
-
 from conftest import TINY
-from showo.model.omni_attention import omni_attention_mask
+from naive_text import naive_generate_text
+
 from showo.generation.generate_text import decode_answers, final_answer, generate_text, left_pad
 from showo.generation.prompting import mmu_prompt
-from naive_text import naive_generate_text
 from showo.generation.sampling import sample_next_token
+from showo.model.omni_attention import omni_attention_mask
 
 SAMPLING = dict(temperature=1.0, top_k=50, top_p=0.9)
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from showo.generation.generation_config import FILENAME, GenerationConfig
-from showo.pipeline import ShowoPipeline
 from showo.model.shipped import shipped_model_dir
+from showo.pipeline import ShowoPipeline
 
 
 def test_a_folder_without_the_file_gets_the_papers_values(tmp_path):

@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 import torch
-
 from conftest import TINY, sharp_tiny_model
+
 from showo import ShowoModel
 from showo.model.transformer import image_token_index
 
@@ -20,7 +20,7 @@ def two_picture_row() -> torch.Tensor:
     first = torch.where(torch.arange(N) % 3 == 0, torch.full_like(codes, LAYOUT.mask_id), codes)
     parts = [[LAYOUT.t2i_id, 5, 6], [LAYOUT.soi_id], first.tolist(), [LAYOUT.eoi_id, 7],
              [LAYOUT.soi_id], codes.tolist(), [LAYOUT.eoi_id]]
-    return torch.tensor([sum(parts, [])])
+    return torch.tensor([[token for part in parts for token in part]])
 
 
 def test_index_counts_each_picture_from_zero_and_marks_the_rest():
@@ -70,16 +70,18 @@ def test_a_folder_without_the_weights_is_refused(tmp_path):
     torch.manual_seed(0)
     ShowoModel(TINY).save_pretrained(tmp_path / "m")
     config = (tmp_path / "m" / "config.json")
-    config.write_text(config.read_text().replace('"image_position_embeddings": false', '"image_position_embeddings": true'))
+    text = config.read_text()
+    config.write_text(text.replace('"image_position_embeddings": false', '"image_position_embeddings": true'))
     with pytest.raises(ValueError, match="image_position"):
         ShowoModel.from_pretrained(tmp_path / "m")
 
 
 def test_cached_decoding_equals_the_naive_path():
     """The text prefix is cached and the <soi> image <eoi> segment run alone: places still count from 0."""
+    from naive_image import naive_generate_image_tokens
+
     from showo.generation.generate_image import generate_image_tokens
     from showo.generation.prompting import t2i_prompt
-    from naive_image import naive_generate_image_tokens
 
     model = sharp_tiny_model(WITH_POSITIONS)
     image = torch.full((2, N), LAYOUT.mask_id)

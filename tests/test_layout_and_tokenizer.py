@@ -85,7 +85,7 @@ def test_trained_bpe_round_trips_and_saves(tmp_path):
 
 
 def test_tokenizer_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+    with pytest.raises(FileNotFoundError, match=r"tokenizer\.json"):
         TextTokenizer.from_folder(tmp_path)
     (tmp_path / "tokenizer.json").write_text("{not json")
     with pytest.raises(ValueError, match="not a valid tokenizers file"):

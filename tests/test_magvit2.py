@@ -97,7 +97,7 @@ def test_lfq_buffers_match_released_layout(lfq13):
 def test_lfq_straight_through_and_losses():
     lfq = LookupFreeQuantizer(4).train()
     z = torch.randn(2, 4, 3, 3, requires_grad=True)
-    q, codes = lfq(z)
+    q, _ = lfq(z)
     assert torch.equal(q.detach(), torch.where(z > 0, 1.0, -1.0))
     q.sum().backward()
     assert torch.equal(z.grad, torch.ones_like(z))  # the sign has no gradient; ST passes 1
@@ -164,10 +164,10 @@ def test_released_architecture_keys_and_shapes():
 
 def expected_param_count(c: MagvitConfig) -> int:
     """Parameters of the released layout, counted by hand from the architecture."""
-    conv = lambda i, o, k: i * o * k * k + o  # noqa: E731
-    norm = lambda ch: 2 * ch  # noqa: E731
-    resnet = lambda i, o: norm(i) + conv(i, o, 3) + norm(o) + conv(o, o, 3) + (conv(i, o, 1) if i != o else 0)  # noqa: E731
-    mid = lambda ch: 2 * resnet(ch, ch) + norm(ch) + 4 * conv(ch, ch, 1)  # noqa: E731
+    conv = lambda i, o, k: i * o * k * k + o
+    norm = lambda ch: 2 * ch
+    resnet = lambda i, o: norm(i) + conv(i, o, 3) + norm(o) + conv(o, o, 3) + (conv(i, o, 1) if i != o else 0)
+    mid = lambda ch: 2 * resnet(ch, ch) + norm(ch) + 4 * conv(ch, ch, 1)
     n, z, ch = len(c.encoder_channel_mult), c.z_channels, c.channels
     total, width = conv(3, ch, 3), ch
     for level, (m, blocks) in enumerate(zip(c.encoder_channel_mult, c.encoder_blocks)):
@@ -193,7 +193,7 @@ def test_encode_decode_shapes_and_consistency():
     x = pixels(batch=2, size=32)
     codes = model.encode(x)
     assert codes.shape == (2, 16) and codes.dtype == torch.long
-    assert 0 <= codes.min() and codes.max() < TINY.codebook_size
+    assert codes.min() >= 0 and codes.max() < TINY.codebook_size
     # Codes are the signs of the encoder's latents, flattened row-major.
     latents = model.encode_latents(x)  # (2, 10, 4, 4)
     bits = (latents > 0).long()

@@ -4,15 +4,15 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import build_tiny_pipeline
 from PIL import Image
 
-from conftest import build_tiny_pipeline
 from showo import MagvitV2, magvit_preset
 from showo.generation.editing import mask_to_grid, shift_grid
-from showo.generation.generate_text import decode_answers, generate_text, left_pad
 from showo.generation.generate_mixed import generate_mixed
-from showo.pipeline import ShowoPipeline
+from showo.generation.generate_text import decode_answers, generate_text, left_pad
 from showo.generation.prompting import plan_request
+from showo.pipeline import ShowoPipeline
 
 SIZE = 64
 
@@ -149,7 +149,7 @@ def test_mixed_modality_returns_text_and_images(tiny_pipeline):
 def test_not_an_image_and_mismatched_questions(tiny_pipeline, tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("hello")
-    with pytest.raises(ValueError, match="notes.txt"):
+    with pytest.raises(ValueError, match=r"notes\.txt"):
         tiny_pipeline.answer(text, "what?")
     with pytest.raises(ValueError, match="2 images but 3 questions"):
         tiny_pipeline.answer([picture(), picture()], ["a", "b", "c"])

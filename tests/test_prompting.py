@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from showo.model.layout import TokenLayout
 from showo.generation.prompting import lm_prompt, mmu_prompt, t2i_prompt
+from showo.model.layout import TokenLayout
 
 PHI = TokenLayout(text_vocab_size=50295, codebook_size=8192, bos_id=50256, eos_id=50256)
 

@@ -2,7 +2,6 @@
 itself is right (oracles that answer perfectly score 1, models that fail score 0)."""
 
 import json
-import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,9 +10,8 @@ import torch
 from conftest import build_tiny_pipeline
 from PIL import Image
 
-from showo.evaluation import tasks as tasks
 from showo.cli.main import main
-from showo.generation.editing import stitch
+from showo.evaluation import tasks as tasks
 from showo.evaluation.evaluate import (
     METRICS,
     PARTS,
@@ -25,8 +23,9 @@ from showo.evaluation.evaluate import (
     run_t2i,
     run_vqa,
 )
-from showo.generation.generation_config import GenerationConfig
 from showo.evaluation.report import write_report
+from showo.generation.editing import stitch
+from showo.generation.generation_config import GenerationConfig
 from showo.world import (
     GENEVAL_CATEGORIES,
     Obj,

@@ -20,9 +20,9 @@ from showo.generation.generation_config import GenerationConfig
 from showo.model.magvit2 import MagvitV2
 from showo.model.text_tokenizer import TextTokenizer
 from showo.training.config import build_config
-from showo.training.showo_trainer import ShowoTrainer
 from showo.training.metrics import read_metrics
 from showo.training.presets import train_preset
+from showo.training.showo_trainer import ShowoTrainer
 from showo.training.trainer import TrainingDiverged
 
 
@@ -119,7 +119,7 @@ def test_bad_data_is_named_and_skipped_or_stops(tmp_path, world_tokenizer):
         ShowoTrainer(folder_config(world_tokenizer, root), tmp_path / "skip").run()
     messages = [str(w.message) for w in caught if issubclass(w.category, BadSampleWarning)]
     assert messages and all("broken.png" in m for m in messages)
-    with pytest.raises(BadSample, match="broken.png"):
+    with pytest.raises(BadSample, match=r"broken\.png"):
         ShowoTrainer(folder_config(world_tokenizer, root, "on_bad_data=stop", "max_steps=6"), tmp_path / "stop").run()
 
 

@@ -12,8 +12,8 @@ from showo.model.omni_attention import omni_attention_mask
 from showo.training.checkpoints import complete_checkpoints, latest_checkpoint, publish, staging_dir
 from showo.training.config import TrainConfig, build_config, parse_overrides
 from showo.training.objective import LossHead
-from showo.training.presets import train_preset
 from showo.training.optimization import lr_factor
+from showo.training.presets import train_preset
 from showo.training.sequences import (
     IGNORE,
     SampleTooLong,
@@ -110,7 +110,8 @@ def test_caption_dropout_gives_the_empty_prompt():
             for i in range(100)]
     dropped = [r for r in rows if 5 not in r.ids[: TINY.max_text_length + 1]]
     assert 30 < len(dropped) < 70
-    assert dropped[0].ids[TINY.max_text_length - 2: TINY.max_text_length + 1] == [LAYOUT.t2i_id, LAYOUT.sot_id, LAYOUT.eot_id]
+    empty_prompt = [LAYOUT.t2i_id, LAYOUT.sot_id, LAYOUT.eot_id]
+    assert dropped[0].ids[TINY.max_text_length - 2 : TINY.max_text_length + 1] == empty_prompt
 
 
 def test_lm_row_predicts_every_next_token():
@@ -134,7 +135,7 @@ def test_a_plan_sample_is_a_language_modelling_row_and_nothing_else():
     row = builder.row("lm", sample, 0)
     expected = lm_row(Letters().encode(sample["text"]), LAYOUT, cfg.max_seq_length)
     assert (row.ids, row.labels) == (expected.ids, expected.labels)
-    with pytest.raises(BadSample, match="world:train:plan:0.*cannot feed the mmu flow"):
+    with pytest.raises(BadSample, match=r"world:train:plan:0.*cannot feed the mmu flow"):
         builder.row("mmu", sample, 0)
 
 

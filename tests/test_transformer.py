@@ -3,9 +3,9 @@
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import TINY, write_released_folder
-from showo import ShowoModel, omni_attention_mask
+
+from showo import ShowoModel, generate_image_tokens, generate_text, omni_attention_mask, t2i_prompt
 from showo.model.phi import attend
 
 
@@ -102,11 +102,23 @@ def test_attention_under_cpu_autocast_runs_in_float32():
     torch.testing.assert_close(outside, F.scaled_dot_product_attention(q, k, v, is_causal=True))
 
 
-def test_ids_outside_vocabulary_are_refused(tiny_model):
-    with pytest.raises(ValueError, match="outside the vocabulary"):
-        tiny_model(torch.tensor([[0, TINY.vocab_size]]))
-    with pytest.raises(ValueError, match="outside the vocabulary"):
-        tiny_model(torch.tensor([[-1, 3]]))
+def test_ids_outside_vocabulary_are_refused_where_they_enter(tiny_model):
+    layout = tiny_model.layout
+    for bad in (TINY.vocab_size, -1):
+        prompt = torch.tensor([[layout.mmu_id, 5, bad, layout.sot_id]])
+        with pytest.raises(ValueError, match="outside the vocabulary"):
+            generate_text(tiny_model, prompt, max_new_tokens=2)
+        image = torch.full((1, TINY.num_image_tokens), layout.mask_id)
+        sequence = t2i_prompt([[5, bad]], image, layout, TINY.max_text_length)
+        with pytest.raises(ValueError, match="outside the vocabulary"):
+            generate_image_tokens(tiny_model, sequence, guidance_scale=0, steps=2)
+
+
+def test_forward_traces_as_one_graph(tiny_model, random_ids):
+    """No host sync or data-dependent branch in the forward pass: dynamo captures it whole."""
+    mask = omni_attention_mask(random_ids, tiny_model.layout)
+    compiled = torch.compile(tiny_model, backend="eager", fullgraph=True)
+    torch.testing.assert_close(compiled(random_ids, attention_mask=mask), tiny_model(random_ids, attention_mask=mask))
 
 
 def test_bad_masks_are_refused(tiny_model, random_ids):

@@ -154,9 +154,8 @@ def test_shipped_model_dir_names_the_path_and_the_fix(tmp_path, monkeypatch):
 
 
 def test_serve_command(tmp_path, monkeypatch, capsys):
+    from showo.cli.main import build_parser, main, run_serve
     from showo.model import shipped
-    from showo.cli.main import build_parser, main
-    from showo.cli.main import run_serve
 
     args = build_parser().parse_args(["serve", "--max-steps", "20"])
     assert args.run is run_serve and args.host == "127.0.0.1" and args.port == 7860 and args.max_steps == 20

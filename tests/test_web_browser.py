@@ -36,8 +36,8 @@ def shots(tmp_path_factory) -> Path:
 @functools.cache
 def demo_pipeline():
     if SCREENSHOTS:
-        from showo.pipeline import ShowoPipeline
         from showo.model.shipped import shipped_model_dir
+        from showo.pipeline import ShowoPipeline
 
         try:
             return ShowoPipeline.from_pretrained(shipped_model_dir())

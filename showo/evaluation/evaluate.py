@@ -18,11 +18,11 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from . import tasks as tasks
+from ..generation.generate_mixed import generate_mixed
 from ..generation.generate_text import final_answer
 from ..model.image_processing import postprocess_images, preprocess_images
-from ..generation.generate_mixed import generate_mixed
 from ..world import GENEVAL_CATEGORIES, canonical_caption, evaluator_accuracy, geneval_prompts, geneval_scores
+from . import tasks as tasks
 
 METRICS = (
     "t2i_overall", *(f"t2i_{c}" for c in GENEVAL_CATEGORIES), "vqa_accuracy", "caption_accuracy", "recon_psnr",

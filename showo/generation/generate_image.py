@@ -56,6 +56,7 @@ def decoding_setup(input_ids, uncond_input_ids, guidance_scale, layout):
     start, end = image_span(input_ids, layout)
     codes = initial_codes(input_ids, layout, start, end)
     rows = input_ids if guidance_scale == 0 else torch.cat([input_ids, uncond_input_ids])
+    layout.check_ids(rows)
     return start, end, codes, rows
 
 

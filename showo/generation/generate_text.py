@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import torch
 
-from ..model.omni_attention import omni_attention_mask
 from ..model.kv_cache import KVCache
+from ..model.omni_attention import omni_attention_mask
 from ..model.transformer import ShowoModel
 from .sampling import check_sampling_args, sample_next_token
 
@@ -106,6 +106,7 @@ def _check_inputs(
         raise ValueError(
             f"input_ids must be (batch, length) with length > 0, got {tuple(input_ids.shape)}"
         )
+    model.layout.check_ids(input_ids)
     ends_with_pad = (input_ids[:, -1] == model.layout.pad_id).nonzero()[:, 0]
     if ends_with_pad.numel():
         raise ValueError(

@@ -75,7 +75,7 @@ class MaskGITSampler:
         logits: torch.Tensor,
         codes: torch.Tensor,
         initially_masked: torch.Tensor,
-        generator: "Generators" = None,
+        generator: Generators = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One decoding step.
 

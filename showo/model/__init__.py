@@ -16,11 +16,11 @@ from .text_tokenizer import TextTokenizer
 from .transformer import ShowoModel, check_compatible
 
 __all__ = [
+    "SPECIAL_TOKENS",
     "KVCache",
     "MagvitConfig",
     "MagvitV2",
     "PhiConfig",
-    "SPECIAL_TOKENS",
     "ShowoConfig",
     "ShowoModel",
     "TextTokenizer",

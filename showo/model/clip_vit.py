@@ -43,7 +43,7 @@ class ClipVisionEncoder(nn.Module):
         self.image_size = int(vision_model.config.image_size)
 
     @classmethod
-    def from_folder(cls, folder: str | Path, dtype: torch.dtype | None = None) -> "ClipVisionEncoder":
+    def from_folder(cls, folder: str | Path, dtype: torch.dtype | None = None) -> ClipVisionEncoder:
         """Load a local CLIP folder (a vision-only or a full CLIP checkpoint, e.g. ViT-L/14-336)."""
         folder = Path(folder)
         if not (folder / "config.json").is_file():

@@ -47,7 +47,7 @@ class PhiConfig:
         return int(self.head_dim * self.rotary_fraction)
 
     @classmethod
-    def from_hf_dict(cls, d: dict[str, Any], source: str = "config.json") -> "PhiConfig":
+    def from_hf_dict(cls, d: dict[str, Any], source: str = "config.json") -> PhiConfig:
         """Read the LLM hyperparameters from a Hugging Face phi ``config.json``."""
         required = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
         missing = [k for k in required if k not in d]
@@ -145,7 +145,7 @@ class ShowoConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], source: str = "config.json") -> "ShowoConfig":
+    def from_dict(cls, d: dict[str, Any], source: str = "config.json") -> ShowoConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known - {"format"})
         if unknown:

@@ -61,8 +61,8 @@ def resize_and_crop(image: Image.Image, size: int) -> Image.Image:
         new_w, new_h = max(size, int(size * w / h)), size
     if (new_w, new_h) != (w, h):
         image = image.resize((new_w, new_h), resample=Image.BICUBIC)
-    left = int(round((new_w - size) / 2.0))
-    top = int(round((new_h - size) / 2.0))
+    left = round((new_w - size) / 2.0)
+    top = round((new_h - size) / 2.0)
     return image.crop((left, top, left + size, top + size))
 
 
@@ -98,7 +98,9 @@ def check_image_size(pixels: torch.Tensor, expected_size: int, factor: int) -> N
     if expected_size % factor:
         raise ValueError(f"image size {expected_size} is not a multiple of the tokenizer's downsample factor {factor}")
     if pixels.dim() != 4 or pixels.shape[1] != 3:
-        raise ValueError(f"expected pixels of shape (B, 3, {expected_size}, {expected_size}), got {tuple(pixels.shape)}")
+        raise ValueError(
+            f"expected pixels of shape (B, 3, {expected_size}, {expected_size}), got {tuple(pixels.shape)}"
+        )
     h, w = pixels.shape[-2:]
     if (h, w) != (expected_size, expected_size):
         raise ValueError(

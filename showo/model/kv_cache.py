@@ -58,18 +58,18 @@ class KVCache:
             raise ValueError(f"cannot truncate a cache of length {self.length} to {length}")
         self.length = length
 
-    def _derived(self, keys: torch.Tensor, values: torch.Tensor) -> "KVCache":
+    def _derived(self, keys: torch.Tensor, values: torch.Tensor) -> KVCache:
         new = KVCache.__new__(KVCache)
         new.keys, new.values, new.length = keys, values, self.length
         return new
 
-    def repeat(self, repeats: int) -> "KVCache":
+    def repeat(self, repeats: int) -> KVCache:
         """A new cache with each row repeated ``repeats`` times (row i -> rows i*r .. i*r+r-1)."""
         return self._derived(
             self.keys.repeat_interleave(repeats, dim=1), self.values.repeat_interleave(repeats, dim=1)
         )
 
-    def select(self, rows: torch.Tensor | list[int]) -> "KVCache":
+    def select(self, rows: torch.Tensor | list[int]) -> KVCache:
         """A new cache holding only the given rows (for example the rows still generating)."""
         rows = torch.as_tensor(rows, device=self.keys.device)
         return self._derived(self.keys[:, rows], self.values[:, rows])

@@ -125,12 +125,12 @@ class Encoder(nn.Module):
         super().__init__()
         ch, g, mult = cfg.channels, cfg.norm_groups, cfg.encoder_channel_mult
         self.conv_in = nn.Conv2d(cfg.image_channels, ch, 3, padding=1)
-        widths = [ch] + [ch * m for m in mult]  # widths[l] feeds level l
+        widths = [ch] + [ch * m for m in mult]  # widths[k] feeds level k
         last = len(mult) - 1
         self.down = nn.ModuleList(
-            _level(widths[l], widths[l + 1], cfg.encoder_blocks[l], g,
-                   Downsample(widths[l + 1]) if l != last else None, "downsample")
-            for l in range(len(mult))
+            _level(widths[k], widths[k + 1], cfg.encoder_blocks[k], g,
+                   Downsample(widths[k + 1]) if k != last else None, "downsample")
+            for k in range(len(mult))
         )
         self.mid = MidBlock(widths[-1], g)
         self.norm_out = group_norm(widths[-1], g)
@@ -159,9 +159,9 @@ class Decoder(nn.Module):
         # so the width entering level l is the width of level l+1 (or conv_in's for the last).
         in_widths = [ch * m for m in mult[1:]] + [ch * mult[-1]]
         self.up = nn.ModuleList(
-            _level(in_widths[l], ch * mult[l], cfg.decoder_blocks[l], g,
-                   Upsample(ch * mult[l]) if l != 0 else None, "upsample")
-            for l in range(len(mult))
+            _level(in_widths[k], ch * mult[k], cfg.decoder_blocks[k], g,
+                   Upsample(ch * mult[k]) if k != 0 else None, "upsample")
+            for k in range(len(mult))
         )
         self.norm_out = group_norm(ch * mult[0], g)
         self.conv_out = nn.Conv2d(ch * mult[0], cfg.image_channels, 3, padding=1)
@@ -305,7 +305,7 @@ class MagvitV2(nn.Module):
     # ---- checkpoints ---------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, **overrides: Any) -> "MagvitV2":
+    def from_pretrained(cls, path: str | Path, **overrides: Any) -> MagvitV2:
         """Load a showo folder, the released ``showlab/magvitv2`` folder, or a weight file."""
         path = Path(path)
         weight_file = find_weight_file(path)  # first, so a wrong path reads as FileNotFoundError

@@ -102,7 +102,9 @@ def released_config(d: dict[str, Any], llm_config: str | Path | None, source: st
     return config
 
 
-def read_checkpoint(path: str | Path, llm_config: str | Path | None = None) -> tuple[ShowoConfig, dict[str, torch.Tensor]]:
+def read_checkpoint(
+    path: str | Path, llm_config: str | Path | None = None
+) -> tuple[ShowoConfig, dict[str, torch.Tensor]]:
     """Config and weights (in our key names) of a released or showo folder."""
     folder = Path(path)
     if not folder.is_dir():

@@ -46,7 +46,7 @@ class TextTokenizer:
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
-    def from_folder(cls, path: str | Path) -> "TextTokenizer":
+    def from_folder(cls, path: str | Path) -> TextTokenizer:
         """Load ``tokenizer.json`` (and BOS/EOS from ``tokenizer_config.json`` if present)."""
         folder = Path(path)
         file = folder / "tokenizer.json" if folder.is_dir() else folder
@@ -60,7 +60,7 @@ class TextTokenizer:
         return cls(tokenizer, bos, eos)
 
     @classmethod
-    def train_bpe(cls, texts: Iterable[str], vocab_size: int = 512, min_frequency: int = 2) -> "TextTokenizer":
+    def train_bpe(cls, texts: Iterable[str], vocab_size: int = 512, min_frequency: int = 2) -> TextTokenizer:
         """Train a byte-level BPE (GPT-2 style, like phi-1.5's) on a corpus of strings."""
         tokenizer = Tokenizer(models.BPE())
         tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -19,7 +19,6 @@ from .layout import TokenLayout
 from .phi import Block, RotaryEmbedding
 from .released_checkpoint import read_checkpoint
 
-
 # -- learned image positions (not in Show-o; ShowoConfig.image_position_embeddings) ------------
 
 def image_token_index(ids: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
@@ -167,7 +166,8 @@ class ShowoModel(nn.Module):
             return inputs_embeds
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
-        self.layout.check_ids(input_ids)
+        # The id range is checked where ids enter (generators, training rows), not here: a check
+        # in the forward pass would read the ids back to the host at every decoding step.
         x = self.embed(input_ids)
         return x if self.image_position is None else x + self.image_position(input_ids)
 
@@ -186,7 +186,7 @@ class ShowoModel(nn.Module):
     @classmethod
     def from_pretrained(
         cls, path: str | Path, llm_config: str | Path | None = None, dtype: torch.dtype | None = None
-    ) -> "ShowoModel":
+    ) -> ShowoModel:
         """Load a released Show-o folder or one written by :meth:`save_pretrained`.
 
         ``llm_config``: a folder (or file) with the base LLM's ``config.json`` for released

@@ -11,12 +11,11 @@ from typing import Any
 
 import torch
 
-from ..model.config import ShowoConfig, magvit_preset, showo_preset
 from ..data.world_source import world_texts
+from ..model.config import ShowoConfig, magvit_preset, showo_preset
 from ..model.magvit2 import MagvitV2, override_config
-from ..model.transformer import ShowoModel
-from ..model.transformer import check_compatible
 from ..model.text_tokenizer import TextTokenizer
+from ..model.transformer import ShowoModel, check_compatible
 from .checkpoints import latest_checkpoint, model_folder
 from .config import TrainConfig
 
@@ -54,7 +53,8 @@ def make_text_tokenizer(spec, init: Path | None) -> TextTokenizer:
     if isinstance(spec, dict) and "train_on" in spec:
         corpus = TOKENIZER_CORPORA.get(spec["train_on"])
         if corpus is None:
-            raise ValueError(f"tokenizer.train_on={spec['train_on']!r}: unknown corpus; known: {sorted(TOKENIZER_CORPORA)}")
+            raise ValueError(f"tokenizer.train_on={spec['train_on']!r}: unknown corpus; "
+                             f"known: {sorted(TOKENIZER_CORPORA)}")
         return TextTokenizer.train_bpe(corpus(spec.get("samples", 20000)), vocab_size=spec.get("vocab_size", 512))
     if spec is None and init is not None and (init / "tokenizer.json").is_file():
         return TextTokenizer.from_folder(init)

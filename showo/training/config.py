@@ -10,11 +10,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from ..generation.generation_config import GenerationConfig
 

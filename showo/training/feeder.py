@@ -13,8 +13,8 @@ from typing import Any
 import torch
 
 from ..data.errors import BadSample, BadSampleWarning
-from ..model.image_processing import preprocess_images
 from ..generation.prompting import CAPTION_QUESTION
+from ..model.image_processing import preprocess_images
 from .config import TrainConfig
 from .sequences import Row, SampleTooLong, lm_row, mixed_row, mmu_row, question_and_answer, sample_generator, t2i_row
 
@@ -92,7 +92,8 @@ class FlowFeeder:
         skipped_before = self.skipped
         while len(rows) < count:
             if self.skipped - skipped_before > 100 + 10 * count:
-                raise BadSample(f"the {self.flow} flow's source", f"{self.skipped - skipped_before} bad samples in a row "
+                raise BadSample(f"the {self.flow} flow's source",
+                                f"{self.skipped - skipped_before} bad samples in a row "
                                 "and nothing usable: check the data and the flow it feeds")
             batch = [self._next() for _ in range(count - len(rows))]
             encode_images([s for s, _ in batch], self.vq, self.image_size)

@@ -26,6 +26,7 @@ from .presets import train_preset
 from .showo_trainer import ShowoTrainer
 from .tokenizer_trainer import TokenizerTrainer
 
+
 def open_run(config: TrainConfig, output: Path):
     """The trainer of ``config.task`` on ``output`` (resuming what is there), with the config
     written beside it as ``train_config.json``."""

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..generation.prompting import mmu_sequence, t2i_text_block, understanding_text
 from ..model.layout import TokenLayout
-from ..generation.prompting import understanding_text
-from ..generation.prompting import mmu_sequence, t2i_text_block
 from .config import FLOWS
 
 IGNORE = -100

@@ -24,8 +24,8 @@ from .components import build_model, build_text_tokenizer, build_vq, resolve_ini
 from .config import TrainConfig
 from .feeder import FlowFeeder, RowBuilder
 from .objective import LossHead, labelled_count
-from .trainer import TrainerBase, make_accelerator
 from .sequences import collate_by_length
+from .trainer import TrainerBase, make_accelerator
 
 
 class ShowoTrainer(TrainerBase):

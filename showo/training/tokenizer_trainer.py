@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from ..model.checkpoint_io import load_state_dict, save_safetensors
 from ..data.errors import BadSample, BadSampleWarning
 from ..data.sources import build_source
+from ..model.checkpoint_io import load_state_dict, save_safetensors
 from ..model.image_processing import preprocess_images
 from ..model.magvit2 import MagvitV2
 from .checkpoints import latest_checkpoint, model_folder
@@ -128,10 +128,12 @@ class TokenizerTrainer(TrainerBase):
             vq.encoder.requires_grad_(False)
         self.model = TokenizerObjective(vq.train(), config)
         if resume is not None and self.model.discriminator is not None:
-            self.model.discriminator.load_state_dict(load_state_dict(model_folder(resume) / "discriminator.safetensors"))
+            saved = load_state_dict(model_folder(resume) / "discriminator.safetensors")
+            self.model.discriminator.load_state_dict(saved)
         flow = config.flows[0]
         if config.batch_size[flow] % acc.num_processes:
-            raise ValueError(f"batch_size.{flow}={config.batch_size[flow]} must divide by {acc.num_processes} processes")
+            raise ValueError(f"batch_size.{flow}={config.batch_size[flow]} must divide by "
+                             f"{acc.num_processes} processes")
         self.micro_batch = config.batch_size[flow] // acc.num_processes
         source = build_source(config.data[flow], rank=acc.process_index, world_size=acc.num_processes,
                               seed=config.seed, on_bad_data=config.on_bad_data)

@@ -63,9 +63,10 @@ class TrainerBase:
     def run(self, max_steps: int | None = None, on_step=None) -> list[dict[str, float]]:
         cfg, acc = self.config, self.accelerator
         max_steps = max_steps or cfg.max_steps
-        log = MetricsLog(self.output, self.step, cfg.tensorboard, cfg.wandb, cfg.to_dict()) if acc.is_main_process else None
+        main = acc.is_main_process
+        log = MetricsLog(self.output, self.step, cfg.tensorboard, cfg.wandb, cfg.to_dict()) if main else None
         records = []
-        bar = tqdm(total=max_steps, initial=self.step, desc="train", disable=not acc.is_main_process, dynamic_ncols=True)
+        bar = tqdm(total=max_steps, initial=self.step, desc="train", disable=not main, dynamic_ncols=True)
         try:
             while self.step < max_steps:
                 record = self.train_step()

@@ -22,11 +22,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from ..model.image_processing import grid
 from ..generation.editing import DIRECTIONS
-from ..model.image_processing import resize_and_crop
 from ..generation.generate_mixed import generate_mixed
 from ..generation.prompting import CAPTION_QUESTION, understanding_text
+from ..model.image_processing import grid, resize_and_crop
 from .limits import Limits, check_float, check_image_header, check_int, check_seed, check_text, open_checked_image
 
 log = logging.getLogger("showo.web")

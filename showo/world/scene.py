@@ -170,10 +170,7 @@ def relation_holds(relation: str, a: Obj, b: Obj) -> bool:
 def is_heldout(scene: Scene) -> bool:
     """True when the scene holds both objects of some pair in ``HELDOUT_PAIRS``."""
     counts = scene.class_counts()
-    for a, b in HELDOUT_PAIRS:
-        if (counts[a] >= 2) if a == b else (counts[a] >= 1 and counts[b] >= 1):
-            return True
-    return False
+    return any(counts[a] >= 2 if a == b else counts[a] >= 1 and counts[b] >= 1 for a, b in HELDOUT_PAIRS)
 
 
 def pick(rng: np.random.Generator, options):
