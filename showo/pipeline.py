@@ -123,7 +123,7 @@ class ShowoPipeline:
         return self.plan(prompts) if (self.generation.plan_prompts if plan is None else plan) else list(prompts)
 
     def plan(self, prompts: str | Sequence[str]) -> list[str]:
-        """The model's complete description of a picture for each prompt (``showo.planning``),
+        """The model's complete description of a picture for each prompt (``showo.generation.prompting``),
         greedy, at most ``max_text_length`` tokens; a prompt whose plan comes out empty is kept."""
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         layout = self.model.layout

@@ -85,7 +85,7 @@ def test_open_image_segment_runs_to_end():
 
 
 def _reference(ids: list[int]) -> torch.Tensor:
-    """Element by element, straight from the rules in SHOWO_SPEC section 3."""
+    """Element by element, straight from the paper's omni-attention rules."""
     n = len(ids)
     seg, current, depth = [0] * n, 0, 0
     for i, t in enumerate(ids):

@@ -64,5 +64,5 @@ def test_the_shipped_model_samples_as_its_recipe_says():
     from showo.training.presets import train_preset
 
     config = GenerationConfig.from_folder(shipped_model_dir())
-    recipe = train_preset("world")["generation"]
+    recipe = train_preset("world")["transformer"]["generation"]
     assert (config.steps, config.guidance_scale) == (recipe["steps"], recipe["guidance_scale"])

@@ -248,13 +248,13 @@ def test_retrain_runs_both_presets_with_the_recipes_changes(tmp_path, monkeypatc
     tokenizer_run = json.loads((tmp_path / "world-tokenizer" / "train_config.json").read_text())
     model_run = json.loads((tmp_path / "world" / "train_config.json").read_text())
     assert tokenizer_run["max_steps"] == 2 and model_run["max_steps"] == 2  # the arguments win
-    assert model_run["vq"] == "world-tokenizer" and model_run["mmu_turns"] == "one"
+    assert model_run["vq"] == "world-tokenizer" and model_run["transformer"]["mmu_turns"] == "one"
     assert model_run["data"] == train_preset("world-quick")["data"]  # the preset's mixtures, not the world's
     t2i_sources = model_run["data"]["t2i"]["sources"]
     assert [s.get("scenes") for s in t2i_sources] == [None, "crowded", "pairs"]
     assert [s["weight"] for s in t2i_sources] == [2.0, 1.0, 1.0]  # half ordinary scenes: one-object pictures
     assert [(s["kind"], s["weight"]) for s in model_run["data"]["lm"]["sources"]] == [("lm", 1.0), ("plan", 2.0)]
-    assert model_run["loss_weights"]["lm"] == 1.0  # plans learn at full weight
+    assert model_run["transformer"]["loss_weights"]["lm"] == 1.0  # plans learn at full weight
     assert all(s["reasoned"] for s in model_run["data"]["mmu"]["sources"])  # answers show their work
     pipe = ShowoPipeline.from_pretrained(folder)
     assert pipe.model.config.image_position_embeddings  # world-quick's image tokens know their place

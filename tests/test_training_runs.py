@@ -125,7 +125,7 @@ def test_bad_data_is_named_and_skipped_or_stops(tmp_path, world_tokenizer):
 
 def test_over_long_samples_are_reported_with_their_record(tmp_path, world_tokenizer):
     config = build_config(train_preset("tiny"), None, small(world_tokenizer, "data.t2i=null", "data.lm=null",
-                                                            "data.mmu=null", "max_seq_length=150",
+                                                            "data.mmu=null", "transformer.max_seq_length=150",
                                                             "on_bad_data=stop"))
     with pytest.raises(BadSample, match=r"world:train:interleaved:\d+: mixed-modality row of \d+ tokens, budget 150"):
         ShowoTrainer(config, tmp_path).run()
@@ -149,10 +149,11 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
 
 def test_a_stage_starts_from_the_previous_stage_by_name(tmp_path, world_tokenizer):
     first = tmp_path / "stage-a"
-    assert main(train_cli(first, world_tokenizer, 2, 2, 'generation={"steps": 7, "guidance_scale": 2.5}')) == 0
+    generation = 'transformer.generation={"steps": 7, "guidance_scale": 2.5}'
+    assert main(train_cli(first, world_tokenizer, 2, 2, generation)) == 0
     second = tmp_path / "stage-b"
     assert main(train_cli(second, world_tokenizer, 1, 1, "init_from=stage-a", "learning_rate=0",
-                          "generation.steps=9")) == 0
+                          "transformer.generation.steps=9")) == 0
     from safetensors.torch import load_file
 
     a = load_file(first / "final" / "model.safetensors")
@@ -163,7 +164,7 @@ def test_a_stage_starts_from_the_previous_stage_by_name(tmp_path, world_tokenize
     assert GenerationConfig.from_folder(second / "final") == GenerationConfig(steps=9, guidance_scale=2.5)
     # ... and a resumed run (which starts from its checkpoint, not from init_from) keeps them
     assert main(train_cli(second, world_tokenizer, 2, 1, "init_from=stage-a", "learning_rate=0",
-                          "generation.steps=9")) == 0
+                          "transformer.generation.steps=9")) == 0
     assert [r["step"] for r in read_metrics(second)] == [1, 2]
     assert GenerationConfig.from_folder(second / "final") == GenerationConfig(steps=9, guidance_scale=2.5)
 
@@ -188,7 +189,7 @@ def test_a_stage_whose_model_asks_for_more_layers_grows_the_model_it_starts_from
 def test_tokenizer_training_improves_reconstruction_and_resumes(tmp_path):
     args = ["train", "--preset", "world-tokenizer", "--output", str(tmp_path), "--max-steps", "6",
             "--checkpoint-every", "3", 'batch_size={"t2i": 4}', "vq.preset=tiny", "warmup_steps=1",
-            "adversarial_weight=0.1", "adversarial_start=2"]
+            "image_tokenizer.adversarial_weight=0.1", "image_tokenizer.adversarial_start=2"]
     assert main(args) == 0
     records = read_metrics(tmp_path)
     assert [r["step"] for r in records] == list(range(1, 7))
@@ -204,11 +205,12 @@ def test_decoder_only_tokenizer_training_keeps_the_codes(tmp_path, capsys):
     first = ["train", "--preset", "world-tokenizer", "--output", str(tmp_path / "a"), "--max-steps", "2",
              "--checkpoint-every", "2", 'batch_size={"t2i": 4}', "vq.preset=tiny", "warmup_steps=1"]
     assert main(first) == 0
-    second = [*first[:4], str(tmp_path / "b"), *first[5:], "init_from=a", "decoder_only=true", "learning_rate=1e-2"]
+    second = [*first[:4], str(tmp_path / "b"), *first[5:], "init_from=a", "image_tokenizer.decoder_only=true",
+              "learning_rate=1e-2"]
     assert main(second) == 0
     before, after = (MagvitV2.from_pretrained(tmp_path / run / "final") for run in ("a", "b"))
     pixels = torch.rand(2, 3, 64, 64) * 2 - 1
     assert torch.equal(before.encode(pixels), after.encode(pixels))
     assert not torch.equal(before.decoder.conv_out.weight, after.decoder.conv_out.weight)
-    assert main([*first[:4], str(tmp_path / "c"), *first[5:], "decoder_only=true"]) == 2
+    assert main([*first[:4], str(tmp_path / "c"), *first[5:], "image_tokenizer.decoder_only=true"]) == 2
     assert "decoder_only=true needs init_from" in capsys.readouterr().err

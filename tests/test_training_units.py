@@ -45,19 +45,31 @@ def test_config_precedence_and_source_replacement(tmp_path):
 
 
 def test_one_flow_of_a_per_flow_table_can_be_changed_alone():
-    cfg = build_config(train_preset("world-quick"), None, ["loss_weights.mmu=3", "batch_size.lm=1"])
-    assert cfg.loss_weights == {"t2i": 1.0, "lm": 1.0, "mmu": 3, "mixed": 1.0}  # not {"mmu": 3}
+    cfg = build_config(train_preset("world-quick"), None, ["transformer.loss_weights.mmu=3", "batch_size.lm=1"])
+    assert cfg.transformer.loss_weights == {"t2i": 1.0, "lm": 1.0, "mmu": 3, "mixed": 1.0}  # not {"mmu": 3}
     assert cfg.batch_size == {"t2i": 8, "lm": 1, "mmu": 8, "mixed": 1}  # the preset's, one changed
-    with pytest.raises(ValueError, match=r"batch_size has no value for the flows \['mmu'\]"):
+    with pytest.raises(ValueError, match=r"batch_size: no value for the flows \['mmu'\]"):
         TrainConfig(data={"mmu": {"type": "world"}}, batch_size={"t2i": 8})
 
 
 @pytest.mark.parametrize("override, message", [
-    (["max_steps=0"], "max_steps must be >= 1"),
-    (["on_bad_data=ignore"], "on_bad_data"),
-    (["bogus=1"], "unknown training config keys"),
-    (["mixed_precision=fp8"], "mixed_precision"),
-    (["mmu_turns=some"], "mmu_turns must be 'all' or 'one'"),
+    (["max_steps=0"], "max_steps: input should be greater than or equal to 1, got 0"),
+    (["max_steps=abc"], "max_steps: input should be a valid integer, got 'abc'"),
+    (["keep_last=1.5"], "keep_last: input should be a valid integer, got 1.5"),
+    (["grad_clip=-1"], "grad_clip: input should be greater than 0, got -1"),
+    (["learning_rate=fast"], "learning_rate: input should be a valid number, got 'fast'"),
+    (["batch_size.t2i=-8"], r"batch_size\.t2i: input should be greater than or equal to 1, got -8"),
+    (["seed=-1"], "seed: input should be greater than or equal to 0, got -1"),
+    (["on_bad_data=ignore"], "on_bad_data: input should be 'skip' or 'stop', got 'ignore'"),
+    (["bogus=1"], r"bogus: unknown field \(known: batch_size, .*"),
+    (["transformer.bogus=1"], r"transformer\.bogus: unknown field \(known: caption_dropout, "),
+    (["model.llm.layers=2"], r"model\.llm\.layers: unknown field"),
+    (["vq.bogus=1"], r"vq\.bogus: unknown field"),
+    (["tokenizer.vocab_size=x"], r"tokenizer\.vocab_size: input should be a valid integer, got 'x'$"),
+    (["mixed_precision=fp8"], "mixed_precision: input should be 'no', 'bf16' or 'fp16', got 'fp8'"),
+    (["transformer.mmu_turns=some"], r"transformer\.mmu_turns: input should be 'all' or 'one', got 'some'"),
+    (["transformer.generation.steps=0"], r"transformer\.generation: steps must be an integer >= 1, got 0"),
+    (["task=tokenizer"], "data: the image tokenizer trains on one source, got 4"),
 ])
 def test_bad_configs_are_refused_with_the_field_named(override, message):
     with pytest.raises(ValueError, match=message):
@@ -133,7 +145,7 @@ def test_a_plan_sample_is_a_language_modelling_row_and_nothing_else():
     cfg = build_config(train_preset("tiny"), None, [])
     builder = RowBuilder(cfg, LAYOUT, Letters(), max_text_length=16)
     row = builder.row("lm", sample, 0)
-    expected = lm_row(Letters().encode(sample["text"]), LAYOUT, cfg.max_seq_length)
+    expected = lm_row(Letters().encode(sample["text"]), LAYOUT, cfg.transformer.max_seq_length)
     assert (row.ids, row.labels) == (expected.ids, expected.labels)
     with pytest.raises(BadSample, match=r"world:train:plan:0.*cannot feed the mmu flow"):
         builder.row("mmu", sample, 0)
@@ -178,7 +190,7 @@ def test_the_mmu_flow_learns_every_turn_or_one_drawn_turn():
     sample = {"kind": "mmu", "codes": codes(), "turns": [("what colour?", "red"), ("how many?", "two"),
                                                           ("where is it?", "top left")]}
     for setting, answers in (("all", 3), ("one", 1)):
-        cfg = build_config(train_preset("tiny"), None, [f"mmu_turns={setting}"])
+        cfg = build_config(train_preset("tiny"), None, [f"transformer.mmu_turns={setting}"])
         row = RowBuilder(cfg, LAYOUT, tokenizer, 32).row("mmu", sample, 0)
         text = tokenizer.decode([i for i in row.ids if 0 < i < LAYOUT.text_vocab_size])
         learned = tokenizer.decode([i for i in row.labels if 0 < i < LAYOUT.text_vocab_size])

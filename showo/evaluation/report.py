@@ -129,7 +129,7 @@ def _metrics_html(metrics: dict, targets: dict[str, float]) -> str:
 def _t2i_html(part: dict, pics: _Pictures) -> str:
     out = [("<h2>Text-to-image</h2><p>One picture per GenEval-style prompt; the scene read from the picture "
             "must satisfy the prompt. <i>read</i> is what the judge sees; <i>planned</i>, where "
-            "shown, is the model's own full description of the prompt, which it drew (showo.planning).</p>")]
+            "shown, is the model's own full description of the prompt, which it drew (prompt planning).</p>")]
     progression = part.get("progression")
     if progression and progression["frames"]:
         strip = grid(progression["frames"], columns=len(progression["frames"]))

@@ -1,4 +1,5 @@
-"""Token-grid operations for inpainting and extrapolation (SHOWO_SPEC section 7)."""
+"""Token-grid operations for text-guided inpainting and extrapolation (the paper's "Text-guided
+Inpainting and Extrapolation"): a pixel mask becomes a token mask, a grid shifts to grow a side."""
 
 from __future__ import annotations
 

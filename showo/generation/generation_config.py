@@ -1,7 +1,7 @@
 """Sampling defaults that travel with a model: ``generation_config.json`` in its folder.
 
 As with Hugging Face models, a folder may say how its pictures are best sampled (and whether
-its prompts are first planned, ``showo.planning``, or whether it reasons before it answers,
+its prompts are first planned, ``showo.generation.prompting``, or whether it reasons before it answers,
 ``answer_marker``); the pipeline, ``showo generate`` and the web demo use these values wherever
 the caller gives none. A folder without the file gets the paper's values (18 steps, guidance
 1.75, prompts drawn as given, answers given directly).
@@ -24,7 +24,7 @@ class GenerationConfig:
     guidance_scale: float = 1.75  # classifier-free guidance w in (1 + w) * cond - w * uncond
     schedule: str = "cosine"  # cosine | linear | sigmoid | pow<p>
     temperature: float = 1.0  # of the Gumbel noise on confidences that picks what is re-masked
-    plan_prompts: bool = False  # text-to-image draws the model's own plan of the prompt (showo.planning)
+    plan_prompts: bool = False  # text-to-image draws the model's own plan of the prompt (showo.generation.prompting)
     answer_marker: str | None = None  # the model reasons before it answers; the answer follows this
     reasoning_tokens: int = 0  # tokens an answer may spend on that reasoning, beyond its max_new_tokens
 

@@ -1,4 +1,5 @@
-"""The MaskGIT parallel-decoding sampler, kept apart from the model (SHOWO_SPEC section 7).
+"""The MaskGIT parallel-decoding sampler, kept apart from the model (the paper's "Inference";
+the released ``models/sampling.py``).
 
 ``MaskGITSampler.step`` takes the guided logits over the image codes for every image
 position and the current codes ([MASK] = -1), samples every unknown position, and re-masks

@@ -1,6 +1,7 @@
 """Omni-attention: one boolean mask for a whole batch, built from the token ids.
 
-Rules (SHOWO_SPEC section 3), applied to every row at once:
+Rules (the paper's "Omni-Attention Mechanism"; the released ``training/prompting_utils.py``),
+applied to every row at once:
 
 * text is causal;
 * a token of an image segment (``<soi>`` .. ``<eoi>`` inclusive) also sees its whole segment;

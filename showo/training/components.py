@@ -17,7 +17,7 @@ from ..model.magvit2 import MagvitV2, override_config
 from ..model.text_tokenizer import TextTokenizer
 from ..model.transformer import ShowoModel, check_compatible
 from .checkpoints import latest_checkpoint, model_folder
-from .config import TrainConfig
+from .config import TextTokenizerTraining, TrainConfig
 
 # name -> function returning an iterable of texts to train a BPE tokenizer on
 TOKENIZER_CORPORA: dict[str, Callable[[int], Any]] = {"world": world_texts}
@@ -50,12 +50,12 @@ def build_text_tokenizer(cfg: TrainConfig, output: Path, init: Path | None, is_m
 def make_text_tokenizer(spec, init: Path | None) -> TextTokenizer:
     if isinstance(spec, str):
         return TextTokenizer.from_folder(spec)
-    if isinstance(spec, dict) and "train_on" in spec:
-        corpus = TOKENIZER_CORPORA.get(spec["train_on"])
+    if isinstance(spec, TextTokenizerTraining):
+        corpus = TOKENIZER_CORPORA.get(spec.train_on)
         if corpus is None:
-            raise ValueError(f"tokenizer.train_on={spec['train_on']!r}: unknown corpus; "
-                             f"known: {sorted(TOKENIZER_CORPORA)}")
-        return TextTokenizer.train_bpe(corpus(spec.get("samples", 20000)), vocab_size=spec.get("vocab_size", 512))
+            known = sorted(TOKENIZER_CORPORA)
+            raise ValueError(f"tokenizer.train_on: unknown corpus {spec.train_on!r}; known: {known}")
+        return TextTokenizer.train_bpe(corpus(spec.samples), vocab_size=spec.vocab_size)
     if spec is None and init is not None and (init / "tokenizer.json").is_file():
         return TextTokenizer.from_folder(init)
     raise ValueError("no text tokenizer: set `tokenizer` to a folder or to {\"train_on\": CORPUS, \"vocab_size\": N}")

@@ -1,8 +1,15 @@
-"""The training configuration: one frozen dataclass, built from a preset, a file and overrides.
+"""The training configuration: typed, frozen sections, built from a preset, a file and overrides.
 
 Precedence: preset < ``--config FILE`` (JSON or TOML) < ``key=value`` overrides. Dotted keys
-reach into nested tables (``data.t2i.path=shards/*.tar``, ``model.llm.num_layers=4``); values
-are parsed as JSON when they parse (numbers, booleans, lists), as strings otherwise.
+reach into nested tables (``data.t2i.path=shards/*.tar``, ``model.llm.num_layers=4``,
+``transformer.loss_weights.mmu=3``); values are parsed as JSON when they parse (numbers,
+booleans, lists), as strings otherwise.
+
+Shared by both trainers: the model and tokenizers to start from, the data, batch sizes, the
+optimisation and the bookkeeping. The transformer trainer (``task = "showo"``) reads its own
+section ``transformer``, the image-tokenizer trainer (``task = "tokenizer"``) its section
+``image_tokenizer``. Every field is checked by type and range when the config is built
+(``showo.model.validation``), and every error names its dotted field.
 """
 
 from __future__ import annotations
@@ -11,98 +18,116 @@ import copy
 import dataclasses
 import json
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic.dataclasses import dataclass
 
 from ..generation.generation_config import GenerationConfig
+from ..model.config import MagvitConfig, PhiConfig, ShowoConfig, magvit_preset, showo_preset
+from ..model.validation import (
+    STRICT,
+    Bool,
+    Fraction,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Str,
+    build,
+)
 
 FLOWS = ("t2i", "lm", "mmu", "mixed")
-PER_FLOW = ("batch_size", "loss_weights")  # fields that hold one value per flow
+SOURCE = "training config"
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    task: str = "showo"  # "showo" (the transformer) or "tokenizer" (MAGVIT-v2)
-    # -- model ------------------------------------------------------------------------------
-    model: dict[str, Any] = field(default_factory=lambda: {"preset": "tiny"})  # preset + field overrides
-    init_from: str | None = None  # a checkpoint folder, or the name of an earlier stage's output
-    vq: str | dict[str, Any] | None = None  # image tokenizer folder, or {"preset": ..., "seed": ...} (random, frozen)
-    tokenizer: str | dict[str, Any] | None = None  # text tokenizer folder, or {"train_on": "world", "vocab_size": N}
-    # -- data: one source spec per flow; a flow without a source is off ------------------------
-    data: dict[str, dict[str, Any]] = field(default_factory=dict)
-    batch_size: dict[str, int] = field(default_factory=lambda: {"t2i": 8, "lm": 4, "mmu": 8, "mixed": 4})
-    loss_weights: dict[str, float] = field(default_factory=lambda: {"t2i": 1.0, "lm": 0.1, "mmu": 1.0, "mixed": 1.0})
-    max_seq_length: int = 192  # lm / mmu / mixed rows are cut to this many tokens
-    min_masking_rate: float = 0.0
-    caption_dropout: float = 0.1
+@dataclass(frozen=True, config=STRICT)
+class TextTokenizerTraining:
+    """Train a BPE text tokenizer on a named corpus (``tokenizer = {"train_on": ...}``)."""
+
+    train_on: Str
+    vocab_size: PositiveInt = 512
+    samples: PositiveInt = 20000
+
+
+@dataclass(frozen=True, config=STRICT)
+class TransformerTraining:
+    """Fields of the transformer trainer (``task = "showo"``)."""
+
+    loss_weights: dict[str, NonNegativeFloat] = field(
+        default_factory=lambda: {"t2i": 1.0, "lm": 0.1, "mmu": 1.0, "mixed": 1.0})
+    max_seq_length: PositiveInt = 192  # lm / mmu / mixed rows are cut to this many tokens
+    min_masking_rate: Fraction = 0.0
+    caption_dropout: Fraction = 0.1
     # "all": a conversation's turns in one row, each answer learned (the released LLaVA
     # training); "one": one turn drawn per row.
-    mmu_turns: str = "all"
-    on_bad_data: str = "skip"  # or "stop"
-    # -- optimisation --------------------------------------------------------------------------
-    learning_rate: float = 1e-4
-    min_lr_ratio: float = 0.1  # cosine decays to learning_rate * min_lr_ratio
-    warmup_steps: int = 100
-    max_steps: int = 1000
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.999)
-    grad_clip: float = 1.0
-    grad_accum: int = 1
-    mixed_precision: str = "no"  # "no" | "bf16" | "fp16"
-    gradient_checkpointing: bool = False
-    seed: int = 0
-    # -- tokenizer training (task = "tokenizer") ----------------------------------------------
-    image_size: int = 256  # training images are resized and cropped to this
-    recon_loss: str = "l1"  # "l1" | "l2"
-    entropy_weight: float = 1.0  # scales the quantizer's entropy loss (its own multiplier is 0.1)
-    adversarial_weight: float = 0.0  # > 0 adds a PatchGAN discriminator (hinge loss)
-    adversarial_start: int = 0
-    # Train only the decoder: the codes stay those of ``init_from``, so every model trained
-    # on them stays valid while the reconstructions sharpen.
-    decoder_only: bool = False
-    # -- bookkeeping -------------------------------------------------------------------------
-    checkpoint_every: int = 500
-    keep_last: int = 3
-    log_every: int = 1
-    sample_every: int = 0  # write a grid of sample images every K steps (0: never)
-    sample_prompts: tuple[str, ...] = ()
+    mmu_turns: Literal["all", "one"] = "all"
+    sample_every: NonNegativeInt = 0  # write a grid of sample images every K steps (0: never)
+    sample_prompts: tuple[Str, ...] = ()
     # Sampling defaults written to final/generation_config.json (GenerationConfig fields),
     # over those of ``init_from``'s folder: e.g. {"steps": 24, "guidance_scale": 3.0}.
     generation: dict[str, Any] = field(default_factory=dict)
-    tensorboard: bool = False
-    wandb: bool = False
+
+
+@dataclass(frozen=True, config=STRICT)
+class ImageTokenizerTraining:
+    """Fields of the MAGVIT-v2 trainer (``task = "tokenizer"``)."""
+
+    image_size: PositiveInt = 256  # training images are resized and cropped to this
+    recon_loss: Literal["l1", "l2"] = "l1"
+    entropy_weight: NonNegativeFloat = 1.0  # scales the quantizer's entropy loss (its own multiplier is 0.1)
+    adversarial_weight: NonNegativeFloat = 0.0  # > 0 adds a PatchGAN discriminator (hinge loss)
+    adversarial_start: NonNegativeInt = 0
+    # Train only the decoder: the codes stay those of ``init_from``, so every model trained
+    # on them stays valid while the reconstructions sharpen.
+    decoder_only: Bool = False
+
+
+@dataclass(frozen=True, config=STRICT)
+class TrainConfig:
+    task: Literal["showo", "tokenizer"] = "showo"
+    # -- what to start from -------------------------------------------------------------------
+    # A Show-o preset name and overrides of its fields: {"preset": "world", "llm": {"num_layers": 8}}.
+    model: dict[str, Any] = field(default_factory=lambda: {"preset": "tiny"})
+    init_from: Str | None = None  # a checkpoint folder, or the name of an earlier stage's output
+    # The image tokenizer: a folder, or a frozen random one {"preset": ..., "seed": ..., MagvitConfig fields}.
+    vq: Str | dict[str, Any] | None = None
+    tokenizer: Str | TextTokenizerTraining | None = None  # text tokenizer folder, or a BPE to train
+    # -- data: one source spec per flow; a flow without a source is off ------------------------
+    data: dict[str, dict[str, Any]] = field(default_factory=dict)
+    batch_size: dict[str, PositiveInt] = field(default_factory=lambda: {"t2i": 8, "lm": 4, "mmu": 8, "mixed": 4})
+    on_bad_data: Literal["skip", "stop"] = "skip"
+    # -- optimisation --------------------------------------------------------------------------
+    learning_rate: NonNegativeFloat = 1e-4
+    min_lr_ratio: Fraction = 0.1  # cosine decays to learning_rate * min_lr_ratio
+    warmup_steps: NonNegativeInt = 100
+    max_steps: PositiveInt = 1000
+    weight_decay: NonNegativeFloat = 0.01
+    betas: tuple[Fraction, Fraction] = (0.9, 0.999)
+    grad_clip: PositiveFloat = 1.0
+    grad_accum: PositiveInt = 1
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    gradient_checkpointing: Bool = False
+    seed: NonNegativeInt = 0
+    # -- bookkeeping -------------------------------------------------------------------------
+    checkpoint_every: PositiveInt = 500
+    keep_last: PositiveInt = 3
+    log_every: PositiveInt = 1
+    tensorboard: Bool = False
+    wandb: Bool = False
+    # -- each trainer's own fields -------------------------------------------------------------
+    transformer: TransformerTraining = field(default_factory=TransformerTraining)
+    image_tokenizer: ImageTokenizerTraining = field(default_factory=ImageTokenizerTraining)
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.task not in ("showo", "tokenizer"):
-            problems.append(f"task must be 'showo' or 'tokenizer', got {self.task!r}")
-        for name in ("max_steps", "grad_accum", "checkpoint_every", "keep_last", "log_every"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        unknown = sorted(set(self.data) - set(FLOWS))
-        if unknown:
-            problems.append(f"data has unknown flows {unknown}; flows are {list(FLOWS)}")
-        if self.mmu_turns not in ("all", "one"):
-            problems.append(f"mmu_turns must be 'all' or 'one', got {self.mmu_turns!r}")
-        if self.on_bad_data not in ("skip", "stop"):
-            problems.append(f"on_bad_data must be 'skip' or 'stop', got {self.on_bad_data!r}")
-        if self.mixed_precision not in ("no", "bf16", "fp16"):
-            problems.append(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
-        if not 0.0 <= self.min_masking_rate <= 1.0 or not 0.0 <= self.caption_dropout <= 1.0:
-            problems.append("min_masking_rate and caption_dropout must lie in [0, 1]")
-        for key in PER_FLOW:
-            missing = [flow for flow in self.data if flow not in getattr(self, key)]
-            if self.task == "showo" and missing:
-                problems.append(f"{key} has no value for the flows {missing}")
-        if self.task == "showo" and not self.data:
-            problems.append("no data: give at least one flow under `data` (t2i, lm, mmu, mixed)")
+        problems = [*_data_problems(self), *_model_problems(self.model), *_vq_problems(self.vq)]
         try:
-            GenerationConfig(**self.generation)
+            GenerationConfig(**self.transformer.generation)
         except (TypeError, ValueError) as e:
-            problems.append(f"generation: {e}")
+            problems.append(f"transformer.generation: {e}")
         if problems:
-            raise ValueError("bad training config: " + "; ".join(problems))
+            raise ValueError(f"bad {SOURCE}: " + "; ".join(problems))
 
     @property
     def flows(self) -> tuple[str, ...]:
@@ -112,22 +137,72 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], source: str = "config") -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown training config keys {unknown}; known keys: {sorted(known)}")
-        d = dict(d)
+    def from_dict(cls, d: dict[str, Any], source: str = SOURCE) -> TrainConfig:
+        d = copy.deepcopy(d)
         if isinstance(d.get("data"), dict):  # data.FLOW=null turns a flow off
             d["data"] = {flow: spec for flow, spec in d["data"].items() if spec is not None}
-        for key in ("betas", "sample_prompts"):
-            if key in d:
-                d[key] = tuple(d[key])
-        defaults = {f.name: f.default_factory() for f in dataclasses.fields(cls) if f.name in PER_FLOW}
-        for key in PER_FLOW:  # loss_weights.mmu=3 changes one flow's value, not the whole table
-            if isinstance(d.get(key), dict):
-                d[key] = {**defaults[key], **d[key]}
-        return cls(**d)
+        # batch_size.lm=1 and transformer.loss_weights.mmu=3 change one flow's value, not the table
+        if isinstance(d.get("batch_size"), dict):
+            d["batch_size"] = {**_default(cls, "batch_size"), **d["batch_size"]}
+        transformer = d.get("transformer")
+        if isinstance(transformer, dict) and isinstance(transformer.get("loss_weights"), dict):
+            defaults = _default(TransformerTraining, "loss_weights")
+            transformer["loss_weights"] = {**defaults, **transformer["loss_weights"]}
+        return build(cls, d, source)
+
+
+def _data_problems(cfg: TrainConfig) -> list[str]:
+    problems = []
+    unknown = sorted(set(cfg.data) - set(FLOWS))
+    if unknown:
+        problems.append(f"data: unknown flows {unknown}; flows are {list(FLOWS)}")
+    if cfg.task == "tokenizer":
+        if len(cfg.data) != 1:
+            problems.append(f"data: the image tokenizer trains on one source, got {len(cfg.data)}")
+        return problems
+    if not cfg.data:
+        problems.append("data: give at least one flow (t2i, lm, mmu, mixed)")
+    for key, table in (("batch_size", cfg.batch_size), ("transformer.loss_weights", cfg.transformer.loss_weights)):
+        missing = [flow for flow in cfg.data if flow not in table]
+        if missing:
+            problems.append(f"{key}: no value for the flows {missing}")
+    return problems
+
+
+def _model_problems(model: dict[str, Any]) -> list[str]:
+    """``model`` names a Show-o preset and overrides only fields that ``ShowoConfig`` has."""
+    try:
+        showo_preset(model.get("preset", "tiny"))
+    except ValueError as e:
+        return [f"model.preset: {e}"]
+    problems = [f"model.{k}: unknown field" for k in sorted(set(model) - _fields(ShowoConfig) - {"preset"})]
+    llm = model.get("llm", {})
+    if not isinstance(llm, dict):
+        problems.append(f"model.llm: expected a table of PhiConfig fields, got {llm!r}")
+    else:
+        problems += [f"model.llm.{k}: unknown field" for k in sorted(set(llm) - _fields(PhiConfig))]
+    return problems
+
+
+def _vq_problems(vq: str | dict[str, Any] | None) -> list[str]:
+    """A random image tokenizer names a MAGVIT-v2 preset and overrides only ``MagvitConfig`` fields."""
+    if not isinstance(vq, dict):
+        return []
+    if "preset" not in vq:
+        return ["vq: a table needs a preset: {\"preset\": NAME, \"seed\": S}"]
+    try:
+        magvit_preset(vq["preset"])
+    except ValueError as e:
+        return [f"vq.preset: {e}"]
+    return [f"vq.{k}: unknown field" for k in sorted(set(vq) - _fields(MagvitConfig) - {"preset", "seed"})]
+
+
+def _default(cls, name: str) -> Any:
+    return next(f for f in dataclasses.fields(cls) if f.name == name).default_factory()
+
+
+def _fields(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from .config import TrainConfig
 from .sequences import Row, SampleTooLong, lm_row, mixed_row, mmu_row, question_and_answer, sample_generator, t2i_row
 
 # Image-caption pairs also feed the mmu flow, as captioning (stages 1 and 2 of the recipe); prompt
-# plans (showo.planning) are language-modelling rows.
+# plans (showo.generation.prompting) are language-modelling rows.
 FLOW_KINDS = {"t2i": ("t2i", "class"), "lm": ("lm", "plan"), "mmu": ("mmu", "t2i"), "mixed": ("interleaved",)}
 
 
@@ -32,8 +32,8 @@ class RowBuilder:
         kind = sample.get("kind")
         if kind not in FLOW_KINDS[flow]:
             raise BadSample(where(sample), f"a {kind!r} sample cannot feed the {flow} flow ({FLOW_KINDS[flow]})")
-        cfg, layout = self.config, self.layout
-        generator = sample_generator(cfg.seed, flow, position)
+        cfg, layout = self.config.transformer, self.layout
+        generator = sample_generator(self.config.seed, flow, position)
         if flow == "t2i":
             caption = sample["caption"] if kind == "t2i" else sample["class_name"]
             return t2i_row(sample["codes"], self.tokenizer.encode(caption), layout, self.max_text_length,

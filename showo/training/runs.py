@@ -5,14 +5,14 @@ all four flows, both from scratch on the built-in world.
 tokenizer steps (~4 min), then preset ``world-quick`` (6,000 steps of a transformer half as wide as
 the shipped one, on half batches, ~22 min, image tokens with learned row and column
 embeddings; its pictures are sampled without guidance, each from the model's own plan of its
-prompt, ``showo.planning``, and it works its answers out object by object,
+prompt, ``showo.generation.prompting``, and it works its answers out object by object,
 ``showo.world.reasoning``). The same by hand:
 
     showo train --preset world-tokenizer --output runs/world-tokenizer max_steps=1200
     showo train --preset world-quick --output runs/world   # finds runs/world-tokenizer by name
 
 The shipped model began with the ``world-tokenizer`` and ``world`` presets at full length (4,000
-and 3,000 steps, ~75 min) and then had more runs; ``showo/weights/world/training/README.md``
+and 3,000 steps, ~75 min) and then had more runs; ``docs/world-model.md``
 lists every command.
 """
 

@@ -1,7 +1,7 @@
 """Training rows for the four flows: token ids plus the target of every position.
 
 ``labels[i]`` is what the logits at position ``i`` must predict (-100: no loss there):
-* t2i (mask-token prediction, SHOWO_SPEC section 6): the true code at each [MASK]ed image
+* t2i (mask-token prediction, the paper's "Training Objectives"): the true code at each [MASK]ed image
   position, nothing else; the caption is dropped with probability ``caption_dropout``;
 * lm: the next token at every text position (``<sot> text <eot>``);
 * mmu: the next token over each answer and its ``<eot>`` only (every turn of a conversation,

@@ -40,6 +40,7 @@ class ShowoTrainer(TrainerBase):
         self.vq = build_vq(cfg, self.output, init, acc.is_main_process, acc.wait_for_everyone).to(acc.device)
         self.model = build_model(cfg, self.tokenizer, self.vq, model_folder(resume) if resume else init)
         self.generation = self._generation_config(init, resume)
+        self.sample_every = cfg.transformer.sample_every
         self.micro_batch = _micro_batches(cfg, acc.num_processes)
         builder = RowBuilder(cfg, self.model.layout, self.tokenizer, self.model.config.max_text_length)
         self.feeders = {
@@ -52,11 +53,11 @@ class ShowoTrainer(TrainerBase):
         self.prepare(LossHead(self.model), resume)
 
     def _generation_config(self, init: Path | None, resume: Path | None) -> GenerationConfig:
-        """``config.generation`` over what the run started from (``init_from``'s folder), kept in
+        """``config.transformer.generation`` over what the run started from (``init_from``'s folder), kept in
         the run folder so that a resumed run, which has no ``init``, writes the same one."""
         start = init if init is not None else self.output if resume is not None else None
         inherited = GenerationConfig.from_folder(start) if start is not None else GenerationConfig()
-        generation = dataclasses.replace(inherited, **self.config.generation)
+        generation = dataclasses.replace(inherited, **self.config.transformer.generation)
         if self.accelerator.is_main_process:
             generation.save(self.output)
         return generation
@@ -64,6 +65,7 @@ class ShowoTrainer(TrainerBase):
     # -- one optimisation step -----------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
         cfg, acc = self.config, self.accelerator
+        weights = cfg.transformer.loss_weights
         started = time.perf_counter()
         micro_rows = [{f: self.feeders[f].take(self.micro_batch[f]) for f in cfg.flows} for _ in range(cfg.grad_accum)]
         pad = self.model.layout.pad_id
@@ -82,12 +84,12 @@ class ShowoTrainer(TrainerBase):
                         summed = self.head(ids.to(acc.device), labels.to(acc.device))
                         sums[i] += summed.detach().double()
                         # DDP averages gradients over processes: scale so the global mean comes out.
-                        loss = loss + cfg.loss_weights[flow] * summed * acc.num_processes / counts[i].float()
+                        loss = loss + weights[flow] * summed * acc.num_processes / counts[i].float()
                 acc.backward(loss)
         flow_losses = (acc.reduce(sums, "sum") / counts).tolist()
         record = {"step": self.step + 1}
         record.update({f"loss_{f}": v for f, v in zip(cfg.flows, flow_losses)})
-        record["loss"] = sum(cfg.loss_weights[f] * v for f, v in zip(cfg.flows, flow_losses))
+        record["loss"] = sum(weights[f] * v for f, v in zip(cfg.flows, flow_losses))
         self.apply_gradients(record, [record["loss"]])
         ratios = [r.mask_ratio for rows in micro_rows for f in cfg.flows for r in rows[f] if r.mask_ratio is not None]
         record["masking_rate"] = sum(ratios) / len(ratios) if ratios else None
@@ -104,7 +106,7 @@ class ShowoTrainer(TrainerBase):
 
     @torch.no_grad()
     def write_samples(self) -> None:
-        prompts = list(self.config.sample_prompts) or ["", ""]
+        prompts = list(self.config.transformer.sample_prompts) or ["", ""]
         pipe = self.pipeline()
         self.model.eval()
         images = pipe.text_to_image(prompts, seed=0)

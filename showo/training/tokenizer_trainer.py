@@ -29,7 +29,7 @@ from ..model.image_processing import preprocess_images
 from ..model.magvit2 import MagvitV2
 from .checkpoints import latest_checkpoint, model_folder
 from .components import make_vq, resolve_init
-from .config import TrainConfig
+from .config import ImageTokenizerTraining, TrainConfig
 from .trainer import TrainerBase, make_accelerator
 
 
@@ -49,7 +49,7 @@ class PatchDiscriminator(nn.Module):
 
 
 class TokenizerObjective(nn.Module):
-    def __init__(self, vq: MagvitV2, cfg: TrainConfig) -> None:
+    def __init__(self, vq: MagvitV2, cfg: ImageTokenizerTraining) -> None:
         super().__init__()
         self.vq, self.cfg = vq, cfg
         self.discriminator = PatchDiscriminator() if cfg.adversarial_weight > 0 else None
@@ -122,11 +122,12 @@ class TokenizerTrainer(TrainerBase):
         else:
             torch.manual_seed(config.seed)
             vq = make_vq(config.vq, None, self.output)
-        if config.decoder_only:
+        if config.image_tokenizer.decoder_only:
             if resume is None and not config.init_from:
-                raise ValueError("decoder_only=true needs init_from: a trained tokenizer whose codes to keep")
+                raise ValueError("image_tokenizer.decoder_only=true needs init_from: "
+                                 "a trained tokenizer whose codes to keep")
             vq.encoder.requires_grad_(False)
-        self.model = TokenizerObjective(vq.train(), config)
+        self.model = TokenizerObjective(vq.train(), config.image_tokenizer)
         if resume is not None and self.model.discriminator is not None:
             saved = load_state_dict(model_folder(resume) / "discriminator.safetensors")
             self.model.discriminator.load_state_dict(saved)
@@ -144,8 +145,8 @@ class TokenizerTrainer(TrainerBase):
         cfg, acc = self.config, self.accelerator
         started = time.perf_counter()
         (feeder,) = self.feeders.values()
-        pixels = preprocess_images(feeder.take(self.micro_batch), cfg.image_size).to(acc.device)
-        adversarial = self.model.discriminator is not None and self.step >= cfg.adversarial_start
+        pixels = preprocess_images(feeder.take(self.micro_batch), cfg.image_tokenizer.image_size).to(acc.device)
+        adversarial = self.model.discriminator is not None and self.step >= cfg.image_tokenizer.adversarial_start
         loss, parts = self.head(pixels, adversarial)
         acc.backward(loss)
         *parts, mse = acc.reduce(parts, "mean").tolist()

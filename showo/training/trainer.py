@@ -36,6 +36,8 @@ class TrainerBase:
     """The loop both trainers share; a subclass sets ``config, output, accelerator, step, state,
     model, head, optimizer, scheduler, feeders`` and defines ``train_step`` and ``save_final``."""
 
+    sample_every = 0  # write_samples every this many steps (0: never)
+
     def write_samples(self) -> None:
         """Optional: pictures of the model's progress every ``sample_every`` steps."""
 
@@ -77,7 +79,7 @@ class TrainerBase:
                 bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
                 if self.step % cfg.checkpoint_every == 0 or self.step == max_steps:
                     self.state.save(self.step, self.model, self.head, self.optimizer, self.scheduler, self.feeders)
-                if cfg.sample_every and self.step % cfg.sample_every == 0 and acc.is_main_process:
+                if self.sample_every and self.step % self.sample_every == 0 and acc.is_main_process:
                     self.write_samples()
                 if on_step is not None:
                     on_step(self, record)

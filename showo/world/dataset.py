@@ -123,7 +123,7 @@ class WorldDataset:
 
     def plan(self, index: int) -> dict:
         """A t2i caption and the complete description of its picture, as one text row
-        (``showo.planning``): ``{"text", "prompt", "plan"}``, where the plan is the canonical caption."""
+        (``showo.generation.prompting``): ``{"text", "prompt", "plan"}``, where the plan is the canonical caption."""
         rng = self._rng("plan", index)
         scene = self.scene(rng)
         prompt, plan = random_caption(scene, rng), canonical_caption(scene)

@@ -118,7 +118,7 @@ def random_caption(scene: Scene, rng: np.random.Generator) -> str:
     """A varied caption of at most ``MAX_CAPTION_WORDS`` words that is true of the scene."""
     # Colours are left out of 3 captions in 10 so that captions such as "a triangle and a circle"
     # are common enough to learn; at 1 in 10 the shipped model drew two triangles for it half
-    # the time (showo/weights/world/training/README.md, run 11).
+    # the time (docs/world-training/README.md, run 11).
     show = {"size": rng.random() < 0.4, "slot": rng.random() < 0.5, "colour": rng.random() >= 0.3,
             "where": ("at the", "in the")[rng.integers(2)]}
     if len(scene.objects) == 2 and rng.random() < 0.35:
