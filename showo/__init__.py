@@ -31,10 +31,9 @@ from .model import (
     postprocess_images,
     preprocess_image,
     preprocess_images,
-    shipped_model_dir,
     showo_preset,
 )
-from .pipeline import ShowoPipeline
+from .pipeline import ShowoPipeline, shipped_model_dir
 
 __all__ = [
     "SPECIAL_TOKENS",

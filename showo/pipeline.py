@@ -23,6 +23,18 @@ from .model.magvit2 import MagvitV2
 from .model.text_tokenizer import TextTokenizer
 from .model.transformer import ShowoModel, check_compatible
 
+SHIPPED_DIR = Path(__file__).parent / "weights" / "world"  # trained on the built-in world
+
+
+def shipped_model_dir() -> Path:
+    """The folder of the shipped pipeline; a clear error when it has not been put there."""
+    if not (SHIPPED_DIR / "config.json").is_file():
+        raise FileNotFoundError(
+            f"no shipped model at {SHIPPED_DIR} (config.json is missing): "
+            "train one with `showo quickstart --retrain` or pass --model DIR"
+        )
+    return SHIPPED_DIR
+
 
 class ShowoPipeline:
     def __init__(

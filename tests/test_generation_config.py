@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from showo.generation.generation_config import FILENAME, GenerationConfig
-from showo.model.shipped import shipped_model_dir
-from showo.pipeline import ShowoPipeline
+from showo.pipeline import ShowoPipeline, shipped_model_dir
 
 
 def test_a_folder_without_the_file_gets_the_papers_values(tmp_path):

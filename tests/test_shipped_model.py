@@ -6,7 +6,7 @@ import json
 import pytest
 
 from showo.cli.main import main
-from showo.model.shipped import SHIPPED_DIR, shipped_model_dir
+from showo.pipeline import SHIPPED_DIR, shipped_model_dir
 
 KEYS = ("t2i_overall", "t2i_single_object", "t2i_two_objects", "t2i_counting", "t2i_colors", "t2i_position",
         "t2i_attribute_binding", "vqa_accuracy", "caption_accuracy", "recon_psnr", "inpaint_accuracy",
@@ -53,7 +53,7 @@ def test_reduced_quickstart_on_the_shipped_model(tmp_path):
 
 
 def test_missing_shipped_model_is_a_clear_error(monkeypatch, tmp_path):
-    from showo.model import shipped
+    from showo import pipeline as shipped
 
     monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "nothing")
     with pytest.raises(FileNotFoundError, match="quickstart --retrain"):

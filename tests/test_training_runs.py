@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from showo.cli.main import main
-from showo.data.errors import BadSample, BadSampleWarning
+from showo.data.stream import BadSample, BadSampleWarning
 from showo.data.world_source import world_texts
 from showo.generation.generation_config import GenerationConfig
 from showo.model.magvit2 import MagvitV2

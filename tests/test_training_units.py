@@ -11,7 +11,6 @@ from showo import ShowoModel
 from showo.model.omni_attention import omni_attention_mask
 from showo.training.checkpoints import complete_checkpoints, latest_checkpoint, publish, staging_dir
 from showo.training.config import TrainConfig, build_config, parse_overrides
-from showo.training.objective import LossHead
 from showo.training.optimization import lr_factor
 from showo.training.presets import train_preset
 from showo.training.sequences import (
@@ -25,6 +24,7 @@ from showo.training.sequences import (
     sample_generator,
     t2i_row,
 )
+from showo.training.showo_trainer import LossHead
 
 LAYOUT = TINY.layout
 
@@ -133,7 +133,7 @@ def test_lm_row_predicts_every_next_token():
 
 
 def test_a_plan_sample_is_a_language_modelling_row_and_nothing_else():
-    from showo.data.errors import BadSample
+    from showo.data.stream import BadSample
     from showo.training.feeder import RowBuilder
     from showo.world import WorldDataset
 

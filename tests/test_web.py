@@ -142,7 +142,7 @@ def test_denoising_yields_every_step_and_stops_when_closed(tiny_pipeline):
 
 
 def test_shipped_model_dir_names_the_path_and_the_fix(tmp_path, monkeypatch):
-    from showo.model import shipped
+    from showo import pipeline as shipped
 
     monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "world")
     with pytest.raises(FileNotFoundError, match="showo quickstart --retrain") as caught:
@@ -154,8 +154,8 @@ def test_shipped_model_dir_names_the_path_and_the_fix(tmp_path, monkeypatch):
 
 
 def test_serve_command(tmp_path, monkeypatch, capsys):
+    from showo import pipeline as shipped
     from showo.cli.main import build_parser, main, run_serve
-    from showo.model import shipped
 
     args = build_parser().parse_args(["serve", "--max-steps", "20"])
     assert args.run is run_serve and args.host == "127.0.0.1" and args.port == 7860 and args.max_steps == 20

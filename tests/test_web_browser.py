@@ -36,8 +36,7 @@ def shots(tmp_path_factory) -> Path:
 @functools.cache
 def demo_pipeline():
     if SCREENSHOTS:
-        from showo.model.shipped import shipped_model_dir
-        from showo.pipeline import ShowoPipeline
+        from showo.pipeline import ShowoPipeline, shipped_model_dir
 
         try:
             return ShowoPipeline.from_pretrained(shipped_model_dir())

@@ -8,13 +8,12 @@ Every source yields dict samples:
 ``{"kind": "interleaved", "segments": [str | PIL.Image | codes, ...], "source"}``.
 """
 
-from .errors import BadSample, BadSampleWarning
 from .image_folder import ImageFolderSource
 from .interleaved import InterleavedSource
 from .llava import LlavaSource
 from .pre_encode import pre_encode
 from .sources import SOURCE_TYPES, Mixture, build_source
-from .stream import Source, StreamingSource
+from .stream import BadSample, BadSampleWarning, Source, StreamingSource
 from .text import TextSource
 from .token_shards import TokenShardSource
 from .webdataset import WebDatasetSource

@@ -13,8 +13,7 @@ from typing import Any
 
 from PIL import Image
 
-from .errors import BadSample
-from .stream import Record, StreamingSource, expand_paths, open_image, resolve_image
+from .stream import BadSample, Record, StreamingSource, expand_paths, open_image, resolve_image
 from .text import parse_json_line, read_jsonl_lines
 
 

@@ -18,8 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import BadSample
-from .stream import Record, StreamingSource, expand_paths, open_image, resolve_image
+from .stream import BadSample, Record, StreamingSource, expand_paths, open_image, resolve_image
 from .text import parse_json_line, read_jsonl_lines
 
 IMAGE_PLACEHOLDER = "<image>"

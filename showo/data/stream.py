@@ -35,10 +35,22 @@ from typing import Any, Protocol, runtime_checkable
 from PIL import Image, UnidentifiedImageError
 
 from ..model.image_processing import to_rgb
-from .errors import BadSample, BadSampleWarning
 
 BAD_DATA_POLICIES = ("skip", "stop")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+class BadSample(ValueError):
+    """A record that cannot become a sample: ``where`` names the file and the record."""
+
+    def __init__(self, where: str, reason: str):
+        super().__init__(f"{where}: {reason}")
+        self.where = where
+        self.reason = reason
+
+
+class BadSampleWarning(UserWarning):
+    """Issued for each record skipped under ``on_bad_data="skip"``."""
 
 
 @runtime_checkable

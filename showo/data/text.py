@@ -13,8 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import BadSample
-from .stream import Record, StreamingSource, expand_paths
+from .stream import BadSample, Record, StreamingSource, expand_paths
 
 PARQUET_TEXT_COLUMNS = ("content", "text")
 

@@ -25,8 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..model.checkpoint_io import read_json
-from .errors import BadSample
-from .stream import Record, StreamingSource
+from .stream import BadSample, Record, StreamingSource
 from .text import parse_json_line, read_jsonl_lines
 
 INDEX_FORMAT = "showo-token-shards"

@@ -13,8 +13,7 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import BadSample
-from .stream import IMAGE_EXTENSIONS, Record, StreamingSource, expand_paths, open_image
+from .stream import IMAGE_EXTENSIONS, BadSample, Record, StreamingSource, expand_paths, open_image
 
 
 class WebDatasetSource(StreamingSource):

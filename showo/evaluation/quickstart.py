@@ -1,6 +1,6 @@
 """``showo quickstart``: every task with a model, measured on the built-in world, as a report.
 
-By default the shipped model (``showo.model.shipped``); ``--model DIR`` takes a folder written by
+By default the shipped model (``showo.shipped_model_dir()``); ``--model DIR`` takes a folder written by
 ``ShowoPipeline.save_pretrained``; ``--retrain`` first trains one with the world recipe
 (``showo.training.runs.retrain``). ``--ci`` runs a few items of each part.
 """
@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..model.shipped import shipped_model_dir
-from ..pipeline import ShowoPipeline
+from ..pipeline import ShowoPipeline, shipped_model_dir
 from ..training.runs import retrain
 from .evaluate import Budget, evaluate
 from .report import RETRAIN_TARGETS, TARGETS, metric_table, write_report

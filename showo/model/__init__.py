@@ -11,7 +11,6 @@ from .kv_cache import KVCache
 from .layout import SPECIAL_TOKENS, TokenLayout
 from .magvit2 import MagvitV2
 from .omni_attention import omni_attention_mask
-from .shipped import shipped_model_dir
 from .text_tokenizer import TextTokenizer
 from .transformer import ShowoModel, check_compatible
 
@@ -34,6 +33,5 @@ __all__ = [
     "postprocess_images",
     "preprocess_image",
     "preprocess_images",
-    "shipped_model_dir",
     "showo_preset",
 ]

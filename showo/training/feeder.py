@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..data.errors import BadSample, BadSampleWarning
+from ..data.stream import BadSample, BadSampleWarning
 from ..generation.prompting import CAPTION_QUESTION
 from ..model.image_processing import preprocess_images
 from .config import TrainConfig

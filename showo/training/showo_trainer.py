@@ -14,18 +14,46 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from ..data.sources import build_source
 from ..generation.generation_config import GenerationConfig
 from ..model.image_processing import grid
+from ..model.omni_attention import omni_attention_mask
+from ..model.transformer import ShowoModel
 from ..pipeline import ShowoPipeline
 from .checkpoints import latest_checkpoint, model_folder
 from .components import build_model, build_text_tokenizer, build_vq, resolve_init
 from .config import TrainConfig
 from .feeder import FlowFeeder, RowBuilder
-from .objective import LossHead, labelled_count
-from .sequences import collate_by_length
+from .sequences import IGNORE, collate_by_length
 from .trainer import TrainerBase, make_accelerator
+
+# -- the loss: cross-entropy summed over labelled positions, divided in train_step by the count of
+# such positions in the *global* batch (all processes, all accumulation steps), so that N
+# processes compute exactly the loss and gradient of one process on the same global batch.
+
+
+class LossHead(nn.Module):
+    """Wraps the model so that distributed wrappers (DDP, FSDP) see one forward per batch and
+    the vocabulary projection runs only at labelled positions."""
+
+    def __init__(self, model: ShowoModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Summed cross-entropy (a float32 scalar) over positions with a label."""
+        mask = omni_attention_mask(input_ids, self.model.layout)
+        hidden = self.model.hidden_states(input_ids, attention_mask=mask)  # (B, L, D)
+        picked = labels != IGNORE
+        logits = self.model.lm_head(hidden[picked])  # (M, V): only where there is something to learn
+        return F.cross_entropy(logits.float(), labels[picked], reduction="sum")
+
+
+def labelled_count(labels: torch.Tensor) -> int:
+    return int((labels != IGNORE).sum())
 
 
 class ShowoTrainer(TrainerBase):

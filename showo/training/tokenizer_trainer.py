@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from ..data.errors import BadSample, BadSampleWarning
 from ..data.sources import build_source
+from ..data.stream import BadSample, BadSampleWarning
 from ..model.checkpoint_io import load_state_dict, save_safetensors
 from ..model.image_processing import preprocess_images
 from ..model.magvit2 import MagvitV2

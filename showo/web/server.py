@@ -19,8 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..model.shipped import shipped_model_dir
-from ..pipeline import ShowoPipeline
+from ..pipeline import ShowoPipeline, shipped_model_dir
 from .limits import Limits
 
 log = logging.getLogger("showo.web")
