@@ -1,9 +1,9 @@
 """showo: Show-o, one transformer for multimodal understanding and generation.
 
-The package is layered, each layer importing only from those below it: ``model`` (token
-layout, configs, transformer, image and text tokenizers, checkpoint files) and ``world``
-(the built-in data set) at the bottom; ``generation`` (prompts, sampler, generators); the
-pipeline; ``data``; ``training``; ``evaluation`` and ``web``; ``cli`` on top.
+The package is layered, each layer importing only from those below it (import-linter checks
+it): ``model`` (token layout, configs, transformer, image and text tokenizers, checkpoint files)
+at the bottom; ``generation`` (prompts, sampler, generators); ``world`` (the built-in data set);
+the pipeline and ``data``; ``training``; ``evaluation`` and ``web``; ``cli`` on top.
 """
 
 from .generation import (

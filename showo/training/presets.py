@@ -10,7 +10,7 @@
   three stages (the paper's "Training Pipeline"), each starting from the previous stage's output by
   name: ``--output runs/stage2`` with ``init_from=stage1`` starts from ``runs/stage1``.
   The ``show-o-*`` ones are the paper's recipe at 256x256 for real data: set the data paths,
-  e.g. ``data.t2i.path='shards/{00000..01000}.tar'`` (see the README).
+  e.g. ``data.t2i.path='shards/*.tar'`` (see the README).
 """
 
 from __future__ import annotations
