@@ -64,12 +64,12 @@ def test_save_load_round_trip_is_exact(tmp_path, tiny_model, random_ids):
     assert torch.equal(loaded(random_ids), tiny_model(random_ids))
 
 
-def test_save_over_existing_folder_replaces_it(tmp_path, tiny_model):
+def test_save_over_a_showo_folder_replaces_it_when_asked(tmp_path, tiny_model):
     target = tmp_path / "ours"
-    target.mkdir()
-    (target / "stale.txt").write_text("old")
-    tiny_model.save_pretrained(target)
-    assert not (target / "stale.txt").exists()
+    ShowoModel(TINY).save_pretrained(target)
+    tiny_model.save_pretrained(target, overwrite=True)
+    reloaded = ShowoModel.from_pretrained(target)
+    assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), tiny_model.state_dict().values()))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary folder left behind"
 
 

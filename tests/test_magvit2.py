@@ -301,7 +301,7 @@ def test_save_pretrained_round_trip(tmp_path):
     loaded = MagvitV2.from_pretrained(tmp_path / "ours")  # shapes come from config.json
     assert loaded.config == TINY
     assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
-    model.save_pretrained(tmp_path / "ours")  # overwriting an existing folder is fine
+    model.save_pretrained(tmp_path / "ours", overwrite=True)  # replacing a showo folder, when asked
     assert sorted(p.name for p in (tmp_path / "ours").iterdir()) == ["config.json", "model.safetensors"]
 
 

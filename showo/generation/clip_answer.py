@@ -18,7 +18,9 @@ import torch
 from ..model.clip_vit import ClipVisionEncoder
 from ..model.image_processing import ImageLike
 from ..model.transformer import ShowoModel
+from . import arguments
 from .generate_text import decode_answers, generate_text
+from .sampling import check_sampling_args
 
 SYSTEM_PROMPT = (
     "A chat between a curious user and an artificial intelligence assistant. "
@@ -102,7 +104,11 @@ def answer_with_clip(
     ``generate_text`` counts rotary positions from the first column of ``inputs_embeds``, so
     left padding would shift them. Questions are therefore grouped by prompt length and each
     group runs as an unpadded batch: every answer equals the one its question gets alone
-    (with a ``generator``, the random draws are taken group after group)."""
+    (with a ``generator``, the random draws are taken group after group).
+
+    The questions and arguments are checked, and every prompt measured against the model's
+    positions, before the vision tower or the model runs."""
+    _check_questions_fit(model, tokenizer, vision, questions, max_new_tokens, sampling)
     features = vision.features(images)  # (B, N, H)
     _check_clip_inputs(model, features, questions)
     eot_id = sampling.get("eot_id", model.layout.eot_id)
@@ -115,6 +121,20 @@ def answer_with_clip(
         for i, answer in zip(rows, decode_answers(tokenizer, new_ids, eot_id)):
             answers[i] = answer
     return answers
+
+
+def _check_questions_fit(model: ShowoModel, tokenizer, vision, questions, max_new_tokens, sampling: dict) -> None:
+    if isinstance(questions, str) or not isinstance(questions, Sequence):
+        raise ValueError(f"questions must be a list of strings, one per image, got {type(questions).__name__}")
+    arguments.integer("max_new_tokens", max_new_tokens, 1)
+    check_sampling_args(sampling.get("temperature", 1.0), sampling.get("top_k"), sampling.get("top_p"))
+    fixed = 1 + len(tokenizer.encode(SYSTEM_PROMPT)) + 1 + vision.num_patches + 1  # <mmu> system <soi> N <eoi>
+    available = arguments.positions(model)
+    parts = [(fixed, "system prompt and image tokens"), (None, "question tokens"), (max_new_tokens, "new tokens")]
+    for i, question in enumerate(questions):
+        arguments.measured_text(f"questions[{i}]", question, tokenizer, f"question {i}", parts, available,
+                                "shorten the question or ask for fewer new tokens",
+                                encode=lambda q: tokenizer.encode(_user_text(q)))
 
 
 def _groups_by_length(tokenizer, questions: Sequence[str]) -> list[list[int]]:

@@ -4,12 +4,14 @@ Inpainting and Extrapolation"): a pixel mask becomes a token mask, a grid shifts
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..model.validation import is_integer, shown
 from .maskgit import MASKED
 
 DIRECTIONS = ("left", "right", "up", "down")
@@ -20,6 +22,7 @@ def mask_to_grid(mask: Image.Image | torch.Tensor, image_size: int, grid: int) -
 
     The mask is resized to the image size first (with a warning when it differs), then each
     token's patch is averaged and thresholded at 0.5."""
+    check_mask(mask)
     if isinstance(mask, Image.Image):
         if mask.size != (image_size, image_size):
             warnings.warn(f"mask of size {mask.size[0]}x{mask.size[1]} resized to the image's "
@@ -28,8 +31,6 @@ def mask_to_grid(mask: Image.Image | torch.Tensor, image_size: int, grid: int) -
         values = torch.from_numpy(np.asarray(mask.convert("L"), dtype=np.float32) / 255.0)
     else:
         values = mask.float()
-        if values.dim() != 2:
-            raise ValueError(f"mask tensor must be (H, W), got shape {tuple(values.shape)}")
         if tuple(values.shape) != (image_size, image_size):
             warnings.warn(f"mask of size {tuple(values.shape)} resized to {image_size}x{image_size}", stacklevel=3)
             values = F.interpolate(values[None, None], size=(image_size, image_size), mode="nearest")[0, 0]
@@ -37,14 +38,41 @@ def mask_to_grid(mask: Image.Image | torch.Tensor, image_size: int, grid: int) -
     return (pooled >= 0.5).flatten()
 
 
-def shift_grid(codes: torch.Tensor, grid: int, direction: str, offset: int = 0) -> tuple[torch.Tensor, int]:
-    """Move the token grid toward ``direction`` by half (plus ``offset``) so new content can
-    grow on that side. Returns ((grid * grid,) codes with ``MASKED`` where new, shift in tokens)."""
-    if direction not in DIRECTIONS:
-        raise ValueError(f"unknown direction {direction!r}; choose one of {DIRECTIONS}")
+def check_mask(mask) -> None:
+    """A mask is a PIL image or a 2-D tensor of finite values, at least 1x1 (a ValueError that
+    says what it got otherwise)."""
+    if isinstance(mask, Image.Image):
+        width, height = mask.size
+    elif isinstance(mask, torch.Tensor):
+        if mask.dim() != 2:
+            raise ValueError(f"mask tensor must be (H, W), got shape {tuple(mask.shape)}")
+        height, width = mask.shape
+        if mask.is_floating_point() and mask.numel() and not mask.isfinite().all():
+            raise ValueError(f"mask tensor holds {int((~mask.isfinite()).sum())} NaN or infinite values")
+    else:
+        hint = " (a path: open it with showo.load_image first)" if isinstance(mask, (str, Path)) else ""
+        raise ValueError(f"mask must be a PIL image or an (H, W) tensor, got {type(mask).__name__} "
+                         f"{shown(mask)}{hint}")
+    if width < 1 or height < 1:
+        raise ValueError(f"mask is {width}x{height} pixels; it must be at least 1x1")
+
+
+def check_shift(grid: int, direction: str, offset: int = 0) -> int:
+    """The shift in tokens of :func:`shift_grid`, or a ValueError naming the bad argument."""
+    if not isinstance(direction, str) or direction not in DIRECTIONS:
+        raise ValueError(f"unknown direction {shown(direction)}; choose one of {DIRECTIONS}")
+    if not is_integer(offset):
+        raise ValueError(f"offset must be an integer, got {shown(offset)}")
     shift = grid // 2 + offset
     if not 0 < shift < grid:
         raise ValueError(f"offset {offset} gives a shift of {shift} tokens; it must lie in 1..{grid - 1}")
+    return shift
+
+
+def shift_grid(codes: torch.Tensor, grid: int, direction: str, offset: int = 0) -> tuple[torch.Tensor, int]:
+    """Move the token grid toward ``direction`` by half (plus ``offset``) so new content can
+    grow on that side. Returns ((grid * grid,) codes with ``MASKED`` where new, shift in tokens)."""
+    shift = check_shift(grid, direction, offset)
     square = codes.view(grid, grid)
     out = torch.full_like(square, MASKED)
     keep = grid - shift

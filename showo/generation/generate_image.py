@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model.omni_attention import omni_attention_mask
+from . import arguments
 from .maskgit import MASKED, MaskGITSampler
 
 
@@ -46,18 +47,33 @@ def guided(cond: torch.Tensor, uncond: torch.Tensor | None, guidance_scale: floa
     return (1 + guidance_scale) * cond - guidance_scale * uncond
 
 
-def decoding_setup(input_ids, uncond_input_ids, guidance_scale, layout):
+def decoding_setup(input_ids, uncond_input_ids, guidance_scale, layout, positions: int | None = None):
     """Checks shared by every MaskGIT path; returns (start, end, codes, rows), where ``rows``
-    are the sequences the model runs (cond, then uncond when guided)."""
-    if guidance_scale < 0:
-        raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale}")
+    are the sequences the model runs (cond, then uncond when guided). ``positions``: the model's
+    (``max_position_embeddings``), which the sequences must fit."""
+    arguments.guidance_scale(guidance_scale)
+    _check_ids("input_ids", input_ids)
     if guidance_scale > 0 and uncond_input_ids is None:
         raise ValueError("guidance_scale > 0 needs uncond_input_ids (the same layout with an empty prompt)")
+    if guidance_scale > 0:
+        _check_ids("uncond_input_ids", uncond_input_ids)
+        if uncond_input_ids.shape != input_ids.shape:
+            raise ValueError(f"uncond_input_ids must have the shape of input_ids {tuple(input_ids.shape)}, "
+                             f"got {tuple(uncond_input_ids.shape)}")
+    if positions is not None:
+        arguments.check_fits("the image sequence", [(input_ids.shape[1], "tokens")], positions,
+                             "a shorter text budget or a smaller picture")
     start, end = image_span(input_ids, layout)
     codes = initial_codes(input_ids, layout, start, end)
     rows = input_ids if guidance_scale == 0 else torch.cat([input_ids, uncond_input_ids])
     layout.check_ids(rows)
     return start, end, codes, rows
+
+
+def _check_ids(name: str, ids) -> None:
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.shape[0] == 0 or ids.shape[1] == 0:
+        got = f"shape {tuple(ids.shape)}" if isinstance(ids, torch.Tensor) else type(ids).__name__
+        raise ValueError(f"{name} must be a non-empty (batch, length) tensor of ids, got {got}")
 
 
 @torch.no_grad()
@@ -77,10 +93,17 @@ def generate_image_tokens(
 
     ``generator``: one ``torch.Generator`` for the batch, or a list with one per row (then
     each row's result does not depend on the others). ``callback(step, logits, sampled)``
-    is called after every step (progress bars, denoising strips, tests)."""
+    is called after every step (progress bars, denoising strips, tests).
+
+    Refused before any forward pass: steps, schedule, temperature, mode or guidance out of
+    range (``MaskGITSampler``, ``showo.generation.arguments``) and sequences longer than the
+    model's positions."""
     sampler = MaskGITSampler(steps, schedule, temperature, mode)
+    if callback is not None and not callable(callback):
+        raise ValueError(f"callback must be callable or None, got {type(callback).__name__}")
     layout = model.layout
-    start, end, codes, rows = decoding_setup(input_ids, uncond_input_ids, guidance_scale, layout)
+    start, end, codes, rows = decoding_setup(input_ids, uncond_input_ids, guidance_scale, layout,
+                                             arguments.positions(model))
     step_logits = _cached_image_logits(model, rows, start - 1)
     initially_masked = (codes == MASKED).sum(dim=-1)
     sampled = codes

@@ -12,9 +12,12 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
+from . import arguments
 from .generate_image import generate_image_tokens
 from .generate_text import generate_text
+from .maskgit import MaskGITSampler
 from .prompting import wrap_image
+from .sampling import check_sampling_args
 
 
 @torch.no_grad()
@@ -29,10 +32,26 @@ def generate_mixed(
     seed: int | None = None,
 ) -> list[str | Image.Image]:
     """Segments in order: strings for text, PIL images for pictures. ``steps`` per picture
-    defaults to the pipeline's ``generation.steps``; ``temperature`` and ``top_k`` are the text's."""
+    defaults to the pipeline's ``generation.steps``; ``temperature`` and ``top_k`` are the text's.
+
+    Before anything runs, the arguments are checked and the longest sequence the call may build
+    (``<lvg> <sot> prompt``, ``max_images + 1`` text segments of ``max_text_tokens`` and
+    ``max_images`` pictures of ``<soi> N <eoi>``) is measured against the model's positions: a
+    call that could run out of them is refused with the numbers."""
     steps = pipe.generation.steps if steps is None else steps
     model, layout = pipe.model, pipe.model.layout
-    ids = torch.tensor([[layout.lvg_id, layout.sot_id, *pipe.tokenizer.encode(prompt)]], device=pipe.device)
+    max_images = arguments.integer("max_images", max_images, 0)
+    max_text_tokens = arguments.integer("max_text_tokens", max_text_tokens, 1)
+    MaskGITSampler(steps)  # checks steps
+    check_sampling_args(temperature, top_k, None)
+    seed = arguments.seed(seed)
+    image_tokens = model.config.num_image_tokens + 2  # <soi> image <eoi>
+    prompt_ids = arguments.measured_text("prompt", prompt, pipe.tokenizer, "the mixed-modality sequence", [
+        (2, "<lvg> <sot>"), (None, "prompt tokens"),
+        ((max_images + 1) * max_text_tokens, f"text tokens ({max_images + 1} segments of {max_text_tokens})"),
+        (max_images * image_tokens, f"image tokens ({max_images} pictures of {image_tokens})"),
+    ], arguments.positions(model), "shorten the prompt, or ask for fewer images or text tokens")
+    ids = torch.tensor([[layout.lvg_id, layout.sot_id, *prompt_ids]], device=pipe.device)
     generator = None if seed is None else torch.Generator(pipe.device).manual_seed(seed)
     segments: list[str | Image.Image] = []
     for _ in range(max_images + 1):

@@ -15,6 +15,8 @@ import torch
 from ..model.kv_cache import KVCache
 from ..model.omni_attention import omni_attention_mask
 from ..model.transformer import ShowoModel
+from ..model.validation import shown
+from . import arguments
 from .sampling import check_sampling_args, sample_next_token
 
 
@@ -37,9 +39,14 @@ def generate_text(
     ``input_ids`` (B, L): whole prompts (``<mmu> <soi> image <eoi> <sot> question``),
     left-padded; or ``inputs_embeds`` (B, L, D) with ``prefill_mask`` (B, 1, L, L), no padding
     (the CLIP-ViT variant). A row stops at its first ``eot_id`` (default: the layout's <eot>)
-    and is filled with ``eot_id`` until every row has stopped."""
-    _check_inputs(model, input_ids, inputs_embeds, prefill_mask, max_new_tokens)
+    and is filled with ``eot_id`` until every row has stopped.
+
+    Refused before the prompt runs: bad sampling arguments, and a prompt of L columns whose
+    ``L + max_new_tokens`` exceeds the model's positions (``max_position_embeddings``)."""
     check_sampling_args(temperature, top_k, top_p)
+    if eot_id is not None:
+        arguments.integer("eot_id", eot_id)
+    _check_inputs(model, input_ids, inputs_embeds, prefill_mask, max_new_tokens)
     eot_id = model.layout.eot_id if eot_id is None else eot_id
     cache, logits, columns, next_position = _prefill(
         model, input_ids, inputs_embeds, prefill_mask, max_new_tokens
@@ -90,22 +97,19 @@ def _check_inputs(
     prefill_mask: torch.Tensor | None,
     max_new_tokens: int,
 ) -> None:
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    arguments.integer("max_new_tokens", max_new_tokens, 1)
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError("pass exactly one of input_ids and inputs_embeds")
     if inputs_embeds is not None:
-        if inputs_embeds.dim() != 3 or inputs_embeds.shape[1] == 0:
-            raise ValueError(
-                f"inputs_embeds must be (batch, length, dim), got {tuple(inputs_embeds.shape)}"
-            )
+        if not isinstance(inputs_embeds, torch.Tensor) or inputs_embeds.dim() != 3 or inputs_embeds.shape[1] == 0:
+            raise ValueError(f"inputs_embeds must be a (batch, length, dim) tensor, got {_described(inputs_embeds)}")
         if prefill_mask is None:
             raise ValueError("inputs_embeds needs a prefill_mask (B, 1, L, L); there are no ids to build one")
+        _check_positions(model, inputs_embeds.shape[1], max_new_tokens)
         return
-    if input_ids.dim() != 2 or input_ids.shape[1] == 0:
-        raise ValueError(
-            f"input_ids must be (batch, length) with length > 0, got {tuple(input_ids.shape)}"
-        )
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[1] == 0:
+        raise ValueError(f"input_ids must be a (batch, length) tensor with length > 0, got {_described(input_ids)}")
+    _check_positions(model, input_ids.shape[1], max_new_tokens)
     model.layout.check_ids(input_ids)
     ends_with_pad = (input_ids[:, -1] == model.layout.pad_id).nonzero()[:, 0]
     if ends_with_pad.numel():
@@ -113,6 +117,19 @@ def _check_inputs(
             f"prompts must be left-padded, but rows {ends_with_pad.tolist()} end with [PAD] "
             f"(id {model.layout.pad_id})"
         )
+
+
+def _check_positions(model: ShowoModel, length: int, max_new_tokens: int) -> None:
+    """The prompt and every new token must have a position of the model (and a slot of the cache,
+    which is sized for them) before the prompt runs."""
+    arguments.check_fits("the prompt and its answer", [(length, "prompt tokens"), (max_new_tokens, "new tokens")],
+                         arguments.positions(model), "shorten the prompt or ask for fewer new tokens")
+
+
+def _described(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    return f"{type(value).__name__} {shown(value)}"
 
 
 def _prompt_columns(

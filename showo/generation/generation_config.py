@@ -5,42 +5,62 @@ its prompts are first planned, ``showo.generation.prompting``, or whether it rea
 ``answer_marker``); the pipeline, ``showo generate`` and the web demo use these values wherever
 the caller gives none. A folder without the file gets the paper's values (18 steps, guidance
 1.75, prompts drawn as given, answers given directly).
+
+Every field is checked when the config is built (``showo.model.validation``), each error naming
+the file, the field, what it must be and what it got: steps an integer in 1..1000, guidance and
+temperature finite numbers in [0, 100] (the bounds of ``showo.generation.arguments``, where a
+larger value only burns compute or overflows), a known schedule.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Annotated, Any
 
-from .maskgit import MaskGITSampler
+from pydantic import AfterValidator
+
+from ..model.checkpoint_io import atomic_write, read_json
+from ..model.validation import (
+    build,
+    config_dataclass,
+    is_finite_number,
+    is_integer,
+    must,
+    unicode_problem,
+)
+from .arguments import MAX_GUIDANCE, MAX_STEPS, MAX_TEMPERATURE
+from .maskgit import check_schedule
 
 FILENAME = "generation_config.json"
 
 
-@dataclass(frozen=True)
-class GenerationConfig:
-    steps: int = 18  # MaskGIT steps per picture
-    guidance_scale: float = 1.75  # classifier-free guidance w in (1 + w) * cond - w * uncond
-    schedule: str = "cosine"  # cosine | linear | sigmoid | pow<p>
-    temperature: float = 1.0  # of the Gumbel noise on confidences that picks what is re-masked
-    plan_prompts: bool = False  # text-to-image draws the model's own plan of the prompt (showo.generation.prompting)
-    answer_marker: str | None = None  # the model reasons before it answers; the answer follows this
-    reasoning_tokens: int = 0  # tokens an answer may spend on that reasoning, beyond its max_new_tokens
+def _text_marker(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and bool(value.strip()) and unicode_problem(value) is None)
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
-        if not isinstance(self.plan_prompts, bool):
-            raise ValueError(f"plan_prompts must be true or false, got {self.plan_prompts!r}")
-        if self.answer_marker is not None and not (isinstance(self.answer_marker, str) and self.answer_marker.strip()):
-            raise ValueError(f"answer_marker must be null or a non-empty string, got {self.answer_marker!r}")
-        if not isinstance(self.reasoning_tokens, int) or isinstance(self.reasoning_tokens, bool) \
-                or self.reasoning_tokens < 0:
-            raise ValueError(f"reasoning_tokens must be an integer >= 0, got {self.reasoning_tokens!r}")
-        if self.guidance_scale < 0:
-            raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
-        MaskGITSampler(self.steps, self.schedule, self.temperature)  # the sampler's own checks
+
+Steps = Annotated[Any, must(lambda v: is_integer(v) and v >= 1, "an integer >= 1"),
+                  must(lambda v: v <= MAX_STEPS, f"an integer <= {MAX_STEPS} (more steps only burn compute)")]
+GuidanceScale = Annotated[Any, must(is_finite_number, "a finite number"), must(lambda v: v >= 0, ">= 0"),
+                          must(lambda v: v <= MAX_GUIDANCE, f"<= {MAX_GUIDANCE:g} (larger only amplifies noise)")]
+Temperature = Annotated[Any, must(is_finite_number, "a finite number"), must(lambda v: v >= 0, ">= 0"),
+                        must(lambda v: v <= MAX_TEMPERATURE, f"<= {MAX_TEMPERATURE:g} (hotter is uniform noise)")]
+Schedule = Annotated[Any, AfterValidator(check_schedule)]
+
+
+@config_dataclass
+class GenerationConfig:
+    steps: Steps = 18  # MaskGIT steps per picture
+    guidance_scale: GuidanceScale = 1.75  # classifier-free guidance w in (1 + w) * cond - w * uncond
+    schedule: Schedule = "cosine"  # cosine | linear | sigmoid | pow<p>
+    temperature: Temperature = 1.0  # of the Gumbel noise on confidences that picks what is re-masked
+    # text-to-image draws the model's own plan of the prompt (showo.generation.prompting)
+    plan_prompts: Annotated[Any, must(lambda v: isinstance(v, bool), "true or false")] = False
+    # the model reasons before it answers; the answer follows this
+    answer_marker: Annotated[Any, must(_text_marker, "null or a non-empty string")] = None
+    # tokens an answer may spend on that reasoning, beyond its max_new_tokens
+    reasoning_tokens: Annotated[Any, must(lambda v: is_integer(v) and v >= 0, "an integer >= 0")] = 0
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> GenerationConfig:
@@ -48,21 +68,17 @@ class GenerationConfig:
         path = Path(folder) / FILENAME
         if not path.is_file():
             return cls()
-        try:
-            values = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON: {e}") from None
+        values = read_json(path)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"{path}: unknown fields {unknown}; known fields: {sorted(known)}")
-        try:
-            return cls(**values)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"{path}: {e}") from None
+        return build(cls, values, str(path))
 
     def save(self, folder: str | Path) -> None:
-        (Path(folder) / FILENAME).write_text(json.dumps(asdict(self), indent=2) + "\n")
+        """Write ``folder/generation_config.json`` atomically."""
+        text = json.dumps(asdict(self), indent=2) + "\n"
+        atomic_write(Path(folder) / FILENAME, lambda tmp: tmp.write_text(text))
 
     def resolve(self, **given) -> dict:
         """``given`` with every None replaced by this config's value."""

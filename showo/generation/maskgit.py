@@ -12,6 +12,10 @@ Two modes:
 * ``"released"``: the released sampler's two quirks, for exact reproduction: the count is
   sized from all image positions, and the temperature is multiplied by ``(1 - r)`` again at
   every step (the annealing compounds).
+
+The sampler refuses, on construction, what would decode garbage: steps that are not an integer
+in 1..1000, a temperature that is not a finite number in [0, 100], an unknown schedule or a
+``pow<p>`` whose exponent is not a finite number > 0 (``showo.generation.arguments``).
 """
 
 from __future__ import annotations
@@ -21,13 +25,34 @@ from dataclasses import dataclass
 
 import torch
 
+from ..model.validation import shown
+from . import arguments
+
 MASKED = -1  # code value of an unknown position inside the sampler
 SCHEDULES = ("cosine", "linear", "sigmoid", "pow<p>")
 MODES = ("maskgit", "released")
 
 
+def check_schedule(schedule) -> str:
+    """``schedule`` when it names a schedule (``pow<p>``: a finite exponent p > 0), else a ValueError."""
+    if not isinstance(schedule, str):
+        raise ValueError(f"schedule must be a string, one of {SCHEDULES}, got {type(schedule).__name__} "
+                         f"{shown(schedule)}")
+    if schedule.startswith("pow"):
+        try:
+            exponent = float(schedule[3:])
+        except ValueError:
+            raise ValueError(f"schedule {shown(schedule)}: expected 'pow' followed by a number, e.g. 'pow2'") from None
+        if not (math.isfinite(exponent) and exponent > 0):
+            raise ValueError(f"schedule {shown(schedule)}: the exponent must be a finite number > 0, got {exponent}")
+    elif schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {shown(schedule)}; choose one of {SCHEDULES}")
+    return schedule
+
+
 def mask_ratio(schedule: str, progress: float) -> float:
     """Fraction of positions still masked after ``progress`` in [0, 1] of the decoding."""
+    check_schedule(schedule)
     r = min(max(progress, 0.0), 1.0)
     if schedule == "cosine":
         return math.cos(math.pi / 2 * r)
@@ -37,13 +62,7 @@ def mask_ratio(schedule: str, progress: float) -> float:
         start, end = 1 / (1 + math.exp(3)), 1 / (1 + math.exp(-3))
         value = 1 / (1 + math.exp(-(r * 6 - 3)))
         return min(max((end - value) / (end - start), 0.0), 1.0)
-    if schedule.startswith("pow"):
-        try:
-            exponent = float(schedule[3:])
-        except ValueError:
-            raise ValueError(f"schedule {schedule!r}: expected 'pow' followed by a number, e.g. 'pow2'") from None
-        return 1.0 - r**exponent
-    raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
+    return 1.0 - r ** float(schedule[3:])  # pow<p>
 
 
 @dataclass(frozen=True)
@@ -54,13 +73,11 @@ class MaskGITSampler:
     mode: str = "maskgit"
 
     def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"steps must be at least 1, got {self.steps}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if self.mode not in MODES:
-            raise ValueError(f"unknown sampler mode {self.mode!r}; choose one of {MODES}")
-        mask_ratio(self.schedule, 0.0)  # validates the schedule name
+        arguments.steps(self.steps)
+        arguments.number("temperature", self.temperature, 0, arguments.MAX_TEMPERATURE, " (hotter is uniform noise)")
+        if not isinstance(self.mode, str) or self.mode not in MODES:
+            raise ValueError(f"unknown sampler mode {shown(self.mode)}; choose one of {MODES}")
+        check_schedule(self.schedule)
 
     def gumbel_temperature(self, step: int) -> float:
         if self.mode == "released":

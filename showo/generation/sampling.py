@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import torch
 
+from ..model.validation import is_finite_number, shown
+from . import arguments
+
 
 def check_sampling_args(temperature: float, top_k: int | None, top_p: float | None) -> None:
-    """Raise ``ValueError`` naming the first bad sampling argument."""
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1 (or None), got {top_k}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p must lie in (0, 1] (or be None), got {top_p}")
+    """Raise ``ValueError`` naming the first bad sampling argument: ``temperature`` a finite number,
+    0 (greedy) or in [1e-4, 100]; ``top_k`` None or an integer >= 1; ``top_p`` None or a finite
+    number in (0, 1] (``showo.generation.arguments``)."""
+    arguments.text_temperature(temperature)
+    if top_k is not None:
+        arguments.integer("top_k", top_k, 1)
+    if top_p is not None and not (is_finite_number(top_p) and 0 < top_p <= 1):
+        raise ValueError(f"top_p must lie in (0, 1] (or be None), got {shown(top_p)}")
 
 
 def sample_next_token(

@@ -28,6 +28,8 @@ def load_image(image: ImageLike) -> Image.Image:
         with Image.open(path) as opened:
             opened.load()  # decode now, so truncated files fail here with the file's name
             return to_rgb(opened)
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"{path}: refused to decode: {e}") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"{path}: not a readable image file ({e})") from e
 

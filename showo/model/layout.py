@@ -34,6 +34,10 @@ class TokenLayout:
     eos_id: int  # <|eot|>: the text tokenizer's EOS
 
     def __post_init__(self) -> None:
+        for name in ("text_vocab_size", "codebook_size", "bos_id", "eos_id"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
         if self.text_vocab_size <= 0 or self.codebook_size <= 0:
             raise ValueError(
                 f"text_vocab_size and codebook_size must be positive, got "

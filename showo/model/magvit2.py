@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint_io import (
+    atomic_write,
     check_state_dict,
     find_weight_file,
     load_state_dict,
@@ -26,6 +27,7 @@ from .checkpoint_io import (
     save_safetensors,
 )
 from .config import MagvitConfig
+from .validation import build
 
 CONFIG_FORMAT = "showo-magvit2"
 
@@ -322,16 +324,19 @@ class MagvitV2(nn.Module):
         model.load_state_dict(state, strict=True)
         return model.eval()
 
-    def save_pretrained(self, folder: str | Path) -> None:
-        """Write ``config.json`` and ``model.safetensors``; the folder is replaced atomically."""
-        config = {"format": CONFIG_FORMAT, **dataclasses.asdict(self.config)}
-        state = self.state_dict()
+    def save_pretrained(self, folder: str | Path, overwrite: bool = False) -> None:
+        """Write ``config.json`` and ``model.safetensors`` as a new folder, published whole.
 
-        def fill(tmp: Path) -> None:
-            (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-            save_safetensors(state, tmp / "model.safetensors")
+        ``folder`` must be new or empty, or a folder showo wrote with ``overwrite=True``."""
+        replace_folder(folder, self.write_to, overwrite)
 
-        replace_folder(folder, fill)
+    def write_to(self, folder: str | Path) -> None:
+        """Write ``config.json`` and ``model.safetensors`` into ``folder``, each file atomically."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"format": CONFIG_FORMAT, **dataclasses.asdict(self.config)}, indent=2) + "\n"
+        atomic_write(folder / "config.json", lambda tmp: tmp.write_text(text))
+        save_safetensors(self.state_dict(), folder / "model.safetensors")
 
 
 def _read_config(folder: Path) -> MagvitConfig:
@@ -347,14 +352,9 @@ def _read_config(folder: Path) -> MagvitConfig:
 
 
 def override_config(config: MagvitConfig, overrides: dict[str, Any], source: str = "from_pretrained") -> MagvitConfig:
-    """``config`` with ``overrides`` (JSON lists become tuples); an unknown field names ``source``."""
-    known = {f.name for f in dataclasses.fields(MagvitConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"{source}: unknown MagvitConfig fields {unknown}; known fields are {sorted(known)}")
-    # JSON and callers give lists where the dataclass holds tuples.
-    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-    return dataclasses.replace(config, **fixed)
+    """``config`` with ``overrides``; one ``ValueError`` that starts with ``source`` names every unknown
+    or bad field (``showo.model.validation``: JSON lists are read as the tuples the dataclass holds)."""
+    return build(MagvitConfig, {**dataclasses.asdict(config), **overrides}, source)
 
 
 def _pop_quantizer_buffers(state: dict[str, torch.Tensor], ours: dict[str, torch.Tensor], source: str) -> None:

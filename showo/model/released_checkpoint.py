@@ -6,6 +6,9 @@ Released folder: ``config.json`` (``llm_vocab_size``, ``codebook_size``, ``num_v
 the base LLM's ``config.json`` (phi-1.5 values when none is given).
 
 Our folder: ``config.json`` (``"format": "showo"`` + :class:`ShowoConfig`) and ``model.safetensors``.
+
+Either config is checked field by field when read (``showo.model.validation``): an error names
+the file, the field (in that file's own names), what it must be and what it got.
 """
 
 from __future__ import annotations
@@ -16,10 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass
 
 from .checkpoint_io import find_weight_file, load_state_dict, read_json
 from .config import PhiConfig, ShowoConfig
 from .layout import SPECIAL_TOKENS
+from .validation import Bool, Int, NonNegativeInt, Size, build
 
 # released prefix -> our prefix, one explicit map used in both directions; {i} is a layer index.
 # mm_projector.{0,2} (CLIP-ViT variant) keeps its released name.
@@ -66,39 +72,66 @@ def ours_to_released(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {_rename(k, inverse): v for k, v in state.items()}
 
 
+@dataclass(frozen=True, config=ConfigDict(extra="ignore"))  # a diffusers config holds many other keys
+class ReleasedFields:
+    """The fields of a released Show-o ``config.json`` that showo reads."""
+
+    llm_vocab_size: Size
+    codebook_size: Size
+    num_vq_tokens: Size
+    num_new_special_tokens: Int = len(SPECIAL_TOKENS)
+    w_clip_vit: Bool | None = False
+    vocab_size: Int | None = None
+    mask_token_id: Int | None = None
+
+
+@dataclass(frozen=True, config=ConfigDict(extra="ignore"))
+class HFTokenIds:
+    """BOS and EOS of a Hugging Face LLM ``config.json`` (null: phi-1.5's)."""
+
+    bos_token_id: NonNegativeInt | None = None
+    eos_token_id: NonNegativeInt | None = None
+
+
 def released_config(d: dict[str, Any], llm_config: str | Path | None, source: str) -> ShowoConfig:
     """ShowoConfig from a released ``config.json`` plus the base LLM's config (or phi-1.5's)."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{source}: expected a JSON object, got {type(d).__name__}")
     for key in ("llm_vocab_size", "codebook_size", "num_vq_tokens"):
         if key not in d:
             raise ValueError(f"{source}: missing field {key!r} of a released Show-o config")
-    if d.get("num_new_special_tokens", len(SPECIAL_TOKENS)) != len(SPECIAL_TOKENS):
+    released = build(ReleasedFields, d, source)
+    if released.num_new_special_tokens != len(SPECIAL_TOKENS):
         raise ValueError(
-            f"{source}: num_new_special_tokens is {d['num_new_special_tokens']}, expected {len(SPECIAL_TOKENS)}"
+            f"{source}: num_new_special_tokens is {released.num_new_special_tokens}, expected {len(SPECIAL_TOKENS)}"
         )
-    side = math.isqrt(d["num_vq_tokens"])
-    if side * side != d["num_vq_tokens"]:
-        raise ValueError(f"{source}: num_vq_tokens={d['num_vq_tokens']} is not a square grid")
+    side = math.isqrt(released.num_vq_tokens)
+    if side * side != released.num_vq_tokens:
+        raise ValueError(f"{source}: num_vq_tokens={released.num_vq_tokens} is not a square grid")
     llm, bos, eos = PhiConfig(), PHI_1_5_EOS, PHI_1_5_EOS
     if llm_config is not None:
         llm_path = Path(llm_config)
         llm_path = llm_path / "config.json" if llm_path.is_dir() else llm_path
         llm_dict = read_json(llm_path)
         llm = PhiConfig.from_hf_dict(llm_dict, str(llm_path))
-        bos = llm_dict.get("bos_token_id") if llm_dict.get("bos_token_id") is not None else bos
-        eos = llm_dict.get("eos_token_id") if llm_dict.get("eos_token_id") is not None else eos
-    config = ShowoConfig(
+        ids = build(HFTokenIds, llm_dict, str(llm_path))
+        bos = ids.bos_token_id if ids.bos_token_id is not None else bos
+        eos = ids.eos_token_id if ids.eos_token_id is not None else eos
+        source = f"{source} with the LLM config {llm_path}"
+    config = build(ShowoConfig, dict(
         llm=llm,
-        text_vocab_size=d["llm_vocab_size"],
+        text_vocab_size=released.llm_vocab_size,
         bos_id=bos,
         eos_id=eos,
-        codebook_size=d["codebook_size"],
+        codebook_size=released.codebook_size,
         image_size=side * 16,
         downsample_factor=16,
-        clip_vit=bool(d.get("w_clip_vit", False)),
-    )
+        clip_vit=bool(released.w_clip_vit),
+    ), source)
     for key, ours in (("vocab_size", config.vocab_size), ("mask_token_id", config.layout.mask_id)):
-        if key in d and d[key] != ours:
-            raise ValueError(f"{source}: {key} is {d[key]}, but the token layout gives {ours}")
+        theirs = getattr(released, key)
+        if theirs is not None and theirs != ours:
+            raise ValueError(f"{source}: {key} is {theirs}, but the token layout gives {ours}")
     return config
 
 

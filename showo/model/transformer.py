@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint_io import check_state_dict, find_weight_file, replace_folder, save_safetensors
+from .checkpoint_io import atomic_write, check_state_dict, find_weight_file, replace_folder, save_safetensors
 from .config import ShowoConfig
 from .kv_cache import KVCache
 from .layout import TokenLayout
@@ -203,13 +203,18 @@ class ShowoModel(nn.Module):
             model.to(dtype)
         return model.eval()
 
-    def save_pretrained(self, path: str | Path) -> None:
-        """Write ``config.json`` and ``model.safetensors`` atomically."""
-        def fill(tmp: Path) -> None:
-            self.config.save(tmp / "config.json")
-            save_safetensors(self.state_dict(), tmp / "model.safetensors")
+    def save_pretrained(self, path: str | Path, overwrite: bool = False) -> None:
+        """Write ``config.json`` and ``model.safetensors`` as a new folder, published whole.
 
-        replace_folder(path, fill)
+        ``path`` must be new or empty, or a folder showo wrote with ``overwrite=True``."""
+        replace_folder(path, self.write_to, overwrite)
+
+    def write_to(self, folder: str | Path) -> None:
+        """Write ``config.json`` and ``model.safetensors`` into ``folder``, each file atomically."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / "config.json", self.config.save)
+        save_safetensors(self.state_dict(), folder / "model.safetensors")
 
 
 def _causal_mask(length: int, start: int, device: torch.device) -> torch.Tensor:
