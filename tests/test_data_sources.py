@@ -306,10 +306,10 @@ def test_json_list_is_parsed_one_element_at_a_time(tmp_path):
     path = tmp_path / "list.json"
     path.write_text(" [\n" + " ,\n ".join(json.dumps(e) for e in elements) + "\n] \n")
     for chunk in (1, 3, 7, 1 << 20):
-        assert [e for _, e in iter_json_array(path, chunk_chars=chunk)] == elements
+        assert [json.loads(e) for _, e, _ in iter_json_array(path, chunk_bytes=chunk)] == elements
     path.write_text('[{"a": 1}, {"b": ')
     with pytest.raises(ValueError, match="element 1"):
-        list(iter_json_array(path, chunk_chars=4))
+        list(iter_json_array(path, chunk_bytes=4))
 
 
 # ---- bad data: (spec, records in file order, index of the bad one, words its message must hold)

@@ -1,8 +1,10 @@
 """Interleaved text-and-image documents from jsonl.
 
 Each line is ``{"segments": [{"text": "..."}, {"image": "relative/path.png"}, ...]}`` with
-image paths relative to ``image_root``; a sample keeps the segments in order, texts as
-``str`` and images as RGB PIL images.
+image paths relative to ``image_root`` (a path leading outside it is a bad record); a sample
+keeps the segments in order, texts as ``str`` and images as RGB PIL images. A document of more
+than ``MAX_SEGMENTS`` segments is a bad record (one short line could otherwise name the same
+image a million times).
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from typing import Any
 
 from PIL import Image
 
-from .stream import BadSample, Record, StreamingSource, expand_paths, open_image, resolve_image
-from .text import parse_json_line, read_jsonl_lines
+from .stream import BadSample, Record, StreamingSource, expand_paths, open_image, parse_json_object, resolve_image
+from .text import read_jsonl_lines
+
+MAX_SEGMENTS = 4096  # segments of one document; real ones have tens to hundreds
 
 
 class InterleavedSource(StreamingSource):
@@ -35,9 +39,12 @@ class InterleavedSource(StreamingSource):
         return read_jsonl_lines(path)
 
     def decode(self, record: Record) -> dict:
-        segments = parse_json_line(record.data, record.where).get("segments")
+        segments = parse_json_object(record.data, record.where).get("segments")
         if not isinstance(segments, list) or not segments:
             raise BadSample(record.where, "malformed record: 'segments' must be a non-empty list")
+        if len(segments) > MAX_SEGMENTS:
+            reason = f"record too large: {len(segments)} segments, over the limit of {MAX_SEGMENTS}"
+            raise BadSample(record.where, reason)
         decoded = [self._segment(segment, f"{record.where} segment {k}") for k, segment in enumerate(segments)]
         return {"kind": "interleaved", "segments": decoded, "source": record.where}
 

@@ -6,24 +6,45 @@ The file is a JSON list (or jsonl) of records like::
      "conversations": [{"from": "human", "value": "<image>\\nWhat is this?"},
                        {"from": "gpt", "value": "A cat."}, ...]}
 
-Image paths are relative to ``image_root``. Human and gpt turns are paired in order into
-``turns=[(question, answer), ...]``; the ``<image>`` placeholder is removed from questions.
-A JSON list is parsed one element at a time, so a file of any size streams.
+Image paths are relative to ``image_root`` (a path leading outside it is a bad record). Human
+and gpt turns are paired in order into ``turns=[(question, answer), ...]``; the ``<image>``
+placeholder is removed from questions. A JSON list is split into its elements by a scan that
+holds one element at a time, so a file of any size streams; an element over
+``MAX_RECORD_BYTES`` is scanned past without being held, and one nested too deep is refused
+before it is parsed: both are bad records, and the elements after them still come through.
 """
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from .stream import BadSample, Record, StreamingSource, expand_paths, open_image, resolve_image
-from .text import parse_json_line, read_jsonl_lines
+from .stream import (
+    MAX_RECORD_BYTES,
+    BadSample,
+    Record,
+    StreamingSource,
+    expand_paths,
+    open_image,
+    parse_json_object,
+    resolve_image,
+    too_large,
+)
+from .text import read_jsonl_lines
 
 IMAGE_PLACEHOLDER = "<image>"
 QUESTION_ROLES = ("human", "user")
 ANSWER_ROLES = ("gpt", "assistant")
+JSON_CHUNK_BYTES = 1 << 20  # a JSON list is read in pieces of this size
+
+_OUTSIDE_STRING = re.compile(rb'[\[\]{}",]')  # what changes the scan's state between elements
+_NESTED = re.compile(rb'[\[\]{}"]')  # ... inside a list or object of an element
+# The rest of a string: to its closing quote (group 1), else to the chunk's end, where a lone
+# backslash (group 2) escapes the next chunk's first byte. It always matches, in linear time.
+_STRING_REST = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*(?:(")|(\\)?\Z)', re.DOTALL)
+_NON_SPACE = re.compile(rb"[^ \t\r\n]")
 
 
 class LlavaSource(StreamingSource):
@@ -44,16 +65,20 @@ class LlavaSource(StreamingSource):
         if path.suffix == ".jsonl":
             yield from read_jsonl_lines(path)
             return
-        index = 0
+        following = 0  # the index of the element being read
         try:
-            for index, element in iter_json_array(path):
-                yield Record(f"{path}:[{index}]", element)
+            for index, element, size in iter_json_array(path):
+                where, following = f"{path}:[{index}]", index + 1
+                if element is None:
+                    yield Record(where, error=too_large(size, MAX_RECORD_BYTES))
+                else:
+                    yield Record(where, element)  # parsed by decode, only on the rank that takes it
         except (ValueError, OSError) as e:
-            yield Record(f"{path}:[{index}]", error=f"unreadable JSON list ({e}); rest of the file lost")
+            yield Record(f"{path}:[{following}]", error=f"unreadable JSON list ({e}); rest of the file lost")
 
     def decode(self, record: Record) -> dict:
-        obj = record.data if isinstance(record.data, dict) else _as_object(record)
-        where = record.where + (f" (id {obj['id']!r})" if "id" in obj else "")
+        obj = parse_json_object(record.data, record.where)
+        where = record.where + (f" (id {obj['id']!r:.80})" if "id" in obj else "")
         if "image" not in obj:
             raise BadSample(where, "malformed record: no 'image' (text-only conversations are not mmu samples)")
         turns = pair_turns(obj.get("conversations"), where)
@@ -62,12 +87,6 @@ class LlavaSource(StreamingSource):
 
     def __repr__(self) -> str:
         return f"LlavaSource({len(self.paths)} files, images in {self.image_root}, rank={self.rank}/{self.world_size})"
-
-
-def _as_object(record: Record) -> dict[str, Any]:
-    if isinstance(record.data, bytes):
-        return parse_json_line(record.data, record.where)
-    raise BadSample(record.where, f"malformed record: expected a JSON object, got {type(record.data).__name__}")
 
 
 def pair_turns(conversations: Any, where: str) -> list[tuple[str, str]]:
@@ -94,52 +113,95 @@ def _turn_text(turn: Any, roles: tuple[str, ...], where: str, k: int) -> str:
     return turn["value"]
 
 
-def iter_json_array(path: Path, chunk_chars: int = 1 << 20) -> Iterator[tuple[int, Any]]:
-    """``(index, element)`` for each element of the JSON list in ``path``, one at a time.
+def iter_json_array(
+    path: Path, chunk_bytes: int = JSON_CHUNK_BYTES, max_bytes: int = MAX_RECORD_BYTES
+) -> Iterator[tuple[int, bytes | None, int]]:
+    """``(index, text, size)`` for each element of the JSON list in ``path``, one at a time.
 
-    Raises ``ValueError`` (naming the element) if the file is not a JSON list or breaks off.
+    ``text`` is the element's JSON text (parsed by the caller), or ``None`` for an element of
+    more than ``max_bytes`` bytes, which is scanned past without being held. Raises
+    ``ValueError`` (naming the element) if the file is not a JSON list or breaks off.
     """
-    decoder = json.JSONDecoder()
-    with open(path, encoding="utf-8") as f:
-        buffer, pos, eof = "", 0, False
-
-        def more() -> None:
-            nonlocal buffer, pos, eof
-            chunk = f.read(chunk_chars)
-            eof = not chunk
-            buffer, pos = buffer[pos:] + chunk, 0
-
-        def peek() -> str:  # the next non-blank character, "" at the end of the file
-            nonlocal pos
-            while True:
-                while pos < len(buffer) and buffer[pos].isspace():
-                    pos += 1
-                if pos < len(buffer) or eof:
-                    return buffer[pos] if pos < len(buffer) else ""
-                more()
-
-        if peek() != "[":
+    with open(path, "rb") as f:
+        if f.read(3) != b"\xef\xbb\xbf":  # skip a UTF-8 byte order mark
+            f.seek(0)
+        scan = _ArrayScan(f, chunk_bytes)
+        if scan.next_non_space() != b"[":
             raise ValueError(f"{path}: expected a JSON list")
-        pos += 1
+        scan.pos += 1
+        if scan.next_non_space() == b"]":
+            return
         index = 0
         while True:
-            c = peek()
-            if c == "]":
+            text, size, end = scan.element(index, max_bytes)
+            yield index, text, size
+            if end == b"]":
                 return
-            if index > 0:
-                if c != ",":
-                    raise ValueError(f"element {index}: expected ',' or ']', found {c!r}")
-                pos += 1
-                peek()
-            while True:
-                try:
-                    element, end = decoder.raw_decode(buffer, pos)
-                    if end < len(buffer) or eof:  # a number at the buffer's end may continue
-                        break
-                except json.JSONDecodeError as e:
-                    if eof:
-                        raise ValueError(f"element {index}: invalid JSON ({e})") from e
-                more()
-            yield index, element
-            pos = end
             index += 1
+
+
+class _ArrayScan:
+    """A cursor over a JSON list read in chunks: only the current chunk and the current
+    element's pieces are held (and no piece once the element is over its size limit)."""
+
+    def __init__(self, f: BinaryIO, chunk_bytes: int):
+        self.f, self.chunk_bytes = f, chunk_bytes
+        self.buffer, self.pos = f.read(chunk_bytes), 0
+
+    def fill(self) -> bool:
+        """Move to the next chunk; False at the end of the file."""
+        self.buffer, self.pos = self.f.read(self.chunk_bytes), 0
+        return bool(self.buffer)
+
+    def next_non_space(self) -> bytes:
+        """The next byte that is not JSON whitespace, left unconsumed; b"" at the end of the file."""
+        while True:
+            found = _NON_SPACE.search(self.buffer, self.pos)
+            if found:
+                self.pos = found.start()
+                return found.group()
+            if not self.fill():
+                return b""
+
+    def element(self, index: int, max_bytes: int) -> tuple[bytes | None, int, bytes]:
+        """Scan one element and the ``,`` or ``]`` after it: (its text or None if over
+        ``max_bytes``, its size, the byte that ended it)."""
+        pieces: list[bytes] | None = []
+        size, depth, in_string, escaped, start = 0, 0, False, False, self.pos
+        while True:
+            if self.pos >= len(self.buffer):
+                piece = self.buffer[start:]
+                size += len(piece)
+                if pieces is not None and size <= max_bytes:
+                    pieces.append(piece)
+                else:
+                    pieces = None
+                if not self.fill():
+                    raise ValueError(f"element {index}: the file breaks off inside it")
+                start = 0
+                continue
+            if escaped:  # the byte after a backslash that ended the last chunk
+                self.pos, escaped = self.pos + 1, False
+                continue
+            if in_string:
+                rest = _STRING_REST.match(self.buffer, self.pos)
+                self.pos, in_string, escaped = rest.end(), rest.group(1) is None, rest.group(2) is not None
+                continue
+            found = (_NESTED if depth else _OUTSIDE_STRING).search(self.buffer, self.pos)
+            if found is None:
+                self.pos = len(self.buffer)
+                continue
+            self.pos, c = found.end(), found.group()
+            if c == b'"':
+                in_string = True
+            elif c in (b"[", b"{"):
+                depth += 1
+            elif depth:  # inside the element: only its closing brackets matter
+                if c in (b"]", b"}"):
+                    depth -= 1
+            elif c in (b",", b"]"):  # the end of the element, at the list's own level
+                piece = self.buffer[start : found.start()]
+                size += len(piece)
+                if pieces is None or size > max_bytes:
+                    return None, size, c
+                return b"".join([*pieces, piece]), size, c

@@ -16,7 +16,8 @@ from tqdm import tqdm
 
 from ..model.checkpoint_io import atomic_write, save_safetensors
 from ..model.image_processing import preprocess_images
-from .token_shards import INDEX_FORMAT, sample_to_row, shard_name
+from ..model.validation import build
+from .token_shards import INDEX_FILE, INDEX_FORMAT, TokenShardIndex, sample_to_row, shard_name
 
 
 class ShardWriter:
@@ -117,6 +118,7 @@ def pre_encode(
         "source": repr(source),
         "shards": writer.shards,
     }
+    build(TokenShardIndex, index, "pre_encode: the index about to be written")  # what the reader will check
     text = json.dumps(index, indent=2) + "\n"
-    atomic_write(Path(output_dir) / "index.json", lambda tmp: tmp.write_text(text))
+    atomic_write(Path(output_dir) / INDEX_FILE, lambda tmp: tmp.write_text(text))
     return index

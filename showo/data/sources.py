@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import inspect
 import itertools
+import math
 import random
 from collections.abc import Callable, Iterator, Sequence
 
@@ -46,8 +47,8 @@ class Mixture:
             raise ValueError(
                 f"mixture: need one weight per source, got {len(sources)} sources and {len(weights)} weights"
             )
-        if any(w < 0 for w in weights) or sum(weights) <= 0:
-            raise ValueError(f"mixture: weights must be >= 0 with a positive sum, got {list(weights)}")
+        if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+            raise ValueError(f"mixture: weights must be finite and >= 0 with a positive sum, got {list(weights)}")
         self.sources, self.seed, self.step = list(sources), seed, 0
         self.cumulative = list(itertools.accumulate(weights))
 
@@ -90,8 +91,13 @@ def build_mixture(sources: list[dict], *, rank: int, world_size: int, seed: int,
     """Factory for ``{"type": "mixture", "sources": [spec with optional "weight", ...]}``."""
     children, weights = [], []
     for i, spec in enumerate(sources):
+        if not isinstance(spec, dict):
+            raise ValueError(f"mixture: sources[{i}] must be a source spec (a dict), got {spec!r:.80}")
         spec = dict(spec)
-        weights.append(float(spec.pop("weight", 1.0)))
+        weight = spec.pop("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise ValueError(f"mixture: sources[{i}].weight must be a number, got {weight!r:.80}")
+        weights.append(float(weight))
         # Distinct seeds, so two sources over the same files do not shuffle alike.
         children.append(
             build_source(spec, rank=rank, world_size=world_size, seed=seed + 1 + i, on_bad_data=on_bad_data)

@@ -17,6 +17,11 @@ an endless, deterministic, shardable, resumable stream:
 - Bad data: ``decode`` raises ``BadSample``; under ``on_bad_data="skip"`` the record is
   counted in ``skipped`` and in the position (so resume stays exact) and a
   ``BadSampleWarning`` names it; under ``"stop"`` the error propagates.
+- Limits: a record too large (``MAX_RECORD_BYTES`` for a line, a JSON element or a text
+  member, ``MAX_IMAGE_BYTES`` for an image) or nested too deep (``MAX_JSON_DEPTH``) is a bad
+  record like any other; it is measured before it is parsed, and skipped over without being
+  held whole. A path named in a record must stay inside its root folder (``resolve_image``).
+  No real record comes near these limits; they keep one hostile record from stopping a run.
 
 One iterator per source object at a time: the iterator advances the object's own state.
 """
@@ -25,19 +30,36 @@ from __future__ import annotations
 
 import glob
 import io
+import json
+import os
 import random
+import re
+import stat
+import struct
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..model.image_processing import to_rgb
 
 BAD_DATA_POLICIES = ("skip", "stop")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+# Limits on one record, far above any real one (a LLaVA record is a few KiB, a long document a
+# few MiB, a photo a few MiB): a record over them is bad data, named and skipped (or stopping
+# the run under on_bad_data="stop"), never a crash or a whole file held in memory.
+MAX_RECORD_BYTES = 16 * 2**20  # a jsonl line, an element of a JSON list, a text or JSON member, a parquet text
+MAX_IMAGE_BYTES = 64 * 2**20  # an image file or an image member of a tar shard (and PIL's MAX_IMAGE_PIXELS)
+MAX_JSON_DEPTH = 100  # nested lists and objects in one JSON record (json.loads recurses once per level)
+
+# A JSON string; one left open runs to the end (so a search never restarts inside it: linear time).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 
 
 class BadSample(ValueError):
@@ -72,7 +94,7 @@ class Record:
 
     where: str  # "file:record", used in errors and as the sample's "source"
     data: Any = None
-    error: str | None = None  # the file could not be read past this point
+    error: str | None = None  # this record (too large), or the file from here on, could not be read
 
 
 class StreamingSource:
@@ -245,20 +267,87 @@ def expand_paths(pattern: str | Path | Iterable[str | Path], what: str) -> list[
     return sorted(paths)
 
 
+def too_large(size: int, limit: int, what: str = "record") -> str:
+    """The reason given for a record over a size limit."""
+    return f"{what} too large: {size} bytes, over the limit of {limit} bytes"
+
+
+def json_depth(data: bytes) -> int:
+    """How deeply the lists and objects of a JSON text nest, counted without recursion.
+
+    Cheap for ordinary records: when the text holds no more opening brackets than
+    ``MAX_JSON_DEPTH`` (strings included) it cannot nest deeper, and that count is returned as
+    a bound; otherwise strings are cut out and the brackets summed up.
+    """
+    opening = data.count(b"[") + data.count(b"{")
+    if opening <= MAX_JSON_DEPTH:
+        return opening
+    brackets = np.frombuffer(_JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS), dtype=np.uint8)
+    if not brackets.size:
+        return 0
+    steps = np.where((brackets == ord("[")) | (brackets == ord("{")), 1, -1)
+    return int(np.cumsum(steps).max())
+
+
+def parse_json_object(data: bytes | str, where: str) -> dict[str, Any]:
+    """One JSON object record -> a dict; too large, too deep or invalid JSON raises ``BadSample``."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    if len(raw) > MAX_RECORD_BYTES:
+        raise BadSample(where, too_large(len(raw), MAX_RECORD_BYTES))
+    depth = json_depth(raw)
+    if depth > MAX_JSON_DEPTH:
+        raise BadSample(where, f"record too deep: JSON nested {depth} levels, over the limit of {MAX_JSON_DEPTH}")
+    try:
+        obj = json.loads(raw)
+    except RecursionError as e:  # the depth count above is exact for valid JSON; this is a backstop
+        raise BadSample(where, f"record too deep: JSON nested over the limit of {MAX_JSON_DEPTH}") from e
+    except ValueError as e:  # invalid JSON or UTF-8, an integer of more than 4300 digits
+        raise BadSample(where, f"malformed record: invalid JSON ({e})") from e
+    if not isinstance(obj, dict):
+        raise BadSample(where, f"malformed record: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
 def open_image(data: bytes | Path, where: str) -> Image.Image:
-    """Decode image bytes or a file into RGB; missing or corrupt images raise ``BadSample``."""
-    if isinstance(data, Path) and not data.is_file():
-        raise BadSample(where, f"missing image file {data}")
+    """Decode image bytes or a file into RGB; missing, unreadable, too large or corrupt images
+    raise ``BadSample``."""
+    if isinstance(data, Path):
+        try:
+            info = data.stat()
+        except FileNotFoundError:
+            raise BadSample(where, f"missing image file {data}") from None
+        except (OSError, ValueError) as e:  # no permission, a name too long, a NUL byte
+            raise BadSample(where, f"unreadable image file {str(data)!r:.300} ({e})") from e
+        if not stat.S_ISREG(info.st_mode):
+            raise BadSample(where, f"missing image file {data} (not a regular file)")
+        size = info.st_size
+    else:
+        size = len(data)
+    if size > MAX_IMAGE_BYTES:
+        raise BadSample(where, too_large(size, MAX_IMAGE_BYTES, "image"))
     try:
         with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as opened:
-            opened.load()
-            return to_rgb(opened)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            width, height = opened.size  # read from the header: refuse a decompression bomb before decoding
+            if not Image.MAX_IMAGE_PIXELS or width * height <= Image.MAX_IMAGE_PIXELS:
+                opened.load()
+                return to_rgb(opened)
+    except Image.DecompressionBombError as e:
+        raise BadSample(where, f"image too large ({e})") from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
         raise BadSample(where, f"corrupt image ({e})") from e
+    limit = Image.MAX_IMAGE_PIXELS
+    raise BadSample(where, f"image too large: {width}x{height} pixels, over PIL's Image.MAX_IMAGE_PIXELS {limit}")
 
 
 def resolve_image(root: Path, relative: Any, where: str) -> Path:
-    """``root / relative`` for an image path named in a record."""
+    """``root / relative`` for an image path named in a record, which must stay inside ``root``.
+
+    The check is on the path as written (absolute paths and ``..`` that climb out of ``root``
+    are refused), so a root that links to another disk still works.
+    """
     if not isinstance(relative, str) or not relative.strip():
-        raise BadSample(where, f"malformed record: image path must be a non-empty string, got {relative!r}")
+        raise BadSample(where, f"malformed record: image path must be a non-empty string, got {relative!r:.120}")
+    normal = os.path.normpath(relative)
+    if os.path.isabs(relative) or normal == os.pardir or normal.startswith(os.pardir + os.sep):
+        raise BadSample(where, f"malformed record: image path {relative!r:.200} leads outside the image root {root}")
     return root / relative

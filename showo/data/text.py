@@ -1,21 +1,23 @@
 """Plain text for language modelling, from ``.jsonl`` lines or ``.parquet`` row groups.
 
 jsonl: one JSON object per line, the text in ``field`` (default ``"text"``); blank lines are
-not records. parquet: the column ``field`` (default ``"content"``, else ``"text"``), read one
-row group at a time; pyarrow is imported only when a parquet file is read (the ``[parquet]``
-extra).
+not records. A line over ``MAX_RECORD_BYTES`` is a bad record, read past in pieces without being
+held. parquet: the column ``field`` (default ``"content"``, else ``"text"``), read
+``PARQUET_BATCH_ROWS`` rows at a time; a text over ``MAX_RECORD_BYTES`` is a bad record. pyarrow
+is imported only when a parquet file is read (the ``[parquet]`` extra).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import BinaryIO
 
-from .stream import BadSample, Record, StreamingSource, expand_paths
+from .stream import MAX_RECORD_BYTES, BadSample, Record, StreamingSource, expand_paths, parse_json_object, too_large
 
 PARQUET_TEXT_COLUMNS = ("content", "text")
+PARQUET_BATCH_ROWS = 256  # rows read at once (a row group may hold far more)
+LINE_PIECE_BYTES = 1 << 20  # a line longer than this is read in pieces of this size
 
 
 class TextSource(StreamingSource):
@@ -48,8 +50,8 @@ class TextSource(StreamingSource):
                     wanted = repr(self.field) if self.field else f"one of {PARQUET_TEXT_COLUMNS}"
                     yield Record(f"{path}:row 0", error=f"no text column {wanted} (columns: {names})")
                     return
-                for group in range(file.num_row_groups):
-                    for value in file.read_row_group(group, columns=[column]).column(0).to_pylist():
+                for batch in file.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[column]):
+                    for value in batch.column(0).to_pylist():
                         yield Record(f"{path}:row {row}", {"text": value})  # already a row, not a line
                         row += 1
         except (pa.ArrowException, OSError) as e:
@@ -59,12 +61,16 @@ class TextSource(StreamingSource):
         if isinstance(record.data, dict):  # a parquet row, its column already chosen
             obj, field = record.data, "text"
         else:
-            obj, field = parse_json_line(record.data, record.where), self.field or "text"
+            obj, field = parse_json_object(record.data, record.where), self.field or "text"
         if field not in obj:
-            raise BadSample(record.where, f"malformed record: no {field!r} field (fields: {sorted(obj)})")
+            raise BadSample(record.where, f"malformed record: no {field!r} field (fields: {sorted(obj)[:20]})")
         text = obj[field]
         if not isinstance(text, str):
             raise BadSample(record.where, f"malformed record: text must be a string, got {type(text).__name__}")
+        if len(text) > MAX_RECORD_BYTES // 4:  # a character is at most 4 bytes of UTF-8
+            size = len(text.encode("utf-8", "surrogatepass"))
+            if size > MAX_RECORD_BYTES:
+                raise BadSample(record.where, too_large(size, MAX_RECORD_BYTES, "text"))
         if not text.strip():
             raise BadSample(record.where, "empty text")
         return {"kind": "lm", "text": text, "source": record.where}
@@ -74,25 +80,44 @@ class TextSource(StreamingSource):
 
 
 def read_jsonl_lines(path: Path) -> Iterator[Record]:
-    """The non-blank lines of a jsonl file as raw records ``file:line N`` (1-based)."""
+    """The non-blank lines of a jsonl file as raw records ``file:line N`` (1-based).
+
+    A line over ``MAX_RECORD_BYTES`` becomes a bad record (``Record.error``) in its place: it is
+    read in pieces, and no piece is kept once the line is over the limit.
+    """
     line_no = 0
     try:
         with open(path, "rb") as f:
-            for line_no, line in enumerate(f, start=1):
-                if line.strip():
+            while (read := read_line(f)) is not None:
+                line, size = read
+                line_no += 1
+                if line is None:
+                    yield Record(f"{path}:line {line_no}", error=too_large(size, MAX_RECORD_BYTES, "line"))
+                elif line.strip():
                     yield Record(f"{path}:line {line_no}", line)
     except OSError as e:
         yield Record(f"{path}:line {line_no}", error=f"unreadable file ({e}); rest of the file lost")
 
 
-def parse_json_line(line: bytes, where: str) -> dict[str, Any]:
-    try:
-        obj = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BadSample(where, f"malformed record: invalid JSON ({e})") from e
-    if not isinstance(obj, dict):
-        raise BadSample(where, f"malformed record: expected a JSON object, got {type(obj).__name__}")
-    return obj
+def read_line(f: BinaryIO) -> tuple[bytes | None, int] | None:
+    """The next line of ``f`` and its size without the newline (None at the end of the file);
+    the line is None when it is over ``MAX_RECORD_BYTES``."""
+    piece = f.readline(LINE_PIECE_BYTES)
+    if not piece:
+        return None
+    if len(piece) < LINE_PIECE_BYTES or piece.endswith(b"\n"):  # the whole line in one piece
+        return piece, len(piece) - piece.endswith(b"\n")
+    pieces: list[bytes] | None = [piece]
+    size = len(piece)
+    while piece and not piece.endswith(b"\n"):
+        piece = f.readline(LINE_PIECE_BYTES)
+        size += len(piece)
+        if pieces is not None and size <= MAX_RECORD_BYTES + 1:
+            pieces.append(piece)
+        else:
+            pieces = None  # over the limit: read on to the line's end, keeping nothing
+    size -= piece.endswith(b"\n")
+    return (b"".join(pieces) if pieces is not None and size <= MAX_RECORD_BYTES else None), size
 
 
 def import_pyarrow():
