@@ -17,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from ..model.image_processing import to_rgb
 
 MB = 1024 * 1024
+FORM_FRAMING = 64 * 1024  # an upload's multipart framing: boundaries, part headers, the form's other fields
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Limits:
     max_images: int = 3  # images per mixed-modality request
     max_prompt_chars: int = 500
     max_upload_bytes: int = 8 * MB  # enforced by gradio on upload and again here
+    max_request_bytes: int = 1 * MB  # any other request body (JSON: the inputs, a chat history)
     max_image_side: int = 4096
     max_image_pixels: int = 4096 * 4096
     concurrency: int = 1  # model calls that run at once (all tabs share one model)
@@ -39,6 +41,23 @@ class Limits:
         for name, value in vars(self).items():
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"Limits.{name} must be a positive int, got {value!r}")
+
+    def max_body_bytes(self, upload: bool) -> int:
+        """The longest request body the server reads: one file and its form for an upload route,
+        ``max_request_bytes`` for any other."""
+        return self.max_upload_bytes + FORM_FRAMING if upload else self.max_request_bytes
+
+
+def check_body_size(size: int, limit: int, declared: bool = True) -> None:
+    """Refuse a request body of ``size`` bytes (its Content-Length, or what arrived of a body
+    sent without one when ``declared`` is false) over ``limit``."""
+    if size > limit:
+        told = _size(size) if declared else f"over {_size(limit)} and still coming"
+        raise ValueError(f"the request body is {told}; this server takes at most {_size(limit)} here")
+
+
+def _size(n: int) -> str:
+    return f"{n / MB:.1f} MB" if n >= MB else f"{n / 1024:.0f} kB" if n >= 1024 else f"{n} bytes"
 
 
 def check_int(name: str, value, low: int, high: int) -> int:
@@ -76,6 +95,16 @@ def check_text(name: str, value, limits: Limits, required: bool = True) -> str:
         raise ValueError(f"the {name} is {len(value)} characters long; this server takes at most "
                          f"{limits.max_prompt_chars}")
     return value
+
+
+def check_uploaded(path: str | Path, folder: str | Path) -> Path:
+    """``path`` when it lies in ``folder`` (where the server keeps uploads); a request may name any
+    path, and gradio checks only those of files it tagged as its own."""
+    resolved = Path(path).resolve()
+    if not resolved.is_relative_to(Path(folder).resolve()):
+        raise ValueError("the image was not uploaded to this server; upload it, then send the path the upload "
+                         "returned")
+    return resolved
 
 
 def check_image_header(source: str | Path | bytes, limits: Limits) -> tuple[int, int]:

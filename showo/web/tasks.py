@@ -3,8 +3,10 @@
 ``Tasks(pipe, limits)`` holds one pipeline; each public method is one event handler and
 checks every argument against the ``Limits`` first (a request may come from the API, not
 only from the page's bounded widgets). ``friendly`` turns failures into messages for the
-page. ``guard_image`` / ``guard_editor`` make upload components read an image's header
-before anything decodes its pixels.
+page, and ``explain_failures`` does it for the failures that happen in gradio before or
+after a handler (a malformed request). ``guard_image`` / ``guard_editor`` make upload
+components refuse files that were not uploaded and read an image's header before anything
+decodes its pixels.
 """
 
 from __future__ import annotations
@@ -20,13 +22,24 @@ import threading
 import gradio as gr
 import numpy as np
 import torch
+from gradio.exceptions import InvalidPathError
 from PIL import Image, ImageDraw
+from pydantic import ValidationError
 
 from ..generation.editing import DIRECTIONS
 from ..generation.generate_mixed import generate_mixed
 from ..generation.prompting import CAPTION_QUESTION, understanding_text
 from ..model.image_processing import grid, resize_and_crop
-from .limits import Limits, check_float, check_image_header, check_int, check_seed, check_text, open_checked_image
+from .limits import (
+    Limits,
+    check_float,
+    check_image_header,
+    check_int,
+    check_seed,
+    check_text,
+    check_uploaded,
+    open_checked_image,
+)
 
 log = logging.getLogger("showo.web")
 MAX_GUIDANCE = 20.0
@@ -66,11 +79,107 @@ def _errors_as_messages(name: str):
         raise gr.Error("something went wrong on the server; its log has the details", print_exception=False) from None
 
 
-def _checked_header(source, limits: Limits) -> None:
+def _checked_file(source, limits: Limits, folder: str) -> None:
     try:
+        if not isinstance(source, (bytes, bytearray)):
+            check_uploaded(source, folder)
         check_image_header(source, limits)
     except ValueError as e:
         raise gr.Error(html.escape(str(e)), print_exception=False) from None
+
+
+# -- failures outside the handlers ---------------------------------------------------------------
+# What a request's value must be, per component, for the messages below.
+EXPECTED = {"Slider": "a number", "Number": "a number", "Textbox": "text", "Radio": "one of its choices",
+            "Image": "an uploaded image (the file reference that /gradio_api/upload returns)",
+            "ImageEditor": "an editor value: an uploaded background, its layers and composite",
+            "Chatbot": "a list of chat messages", "Dataset": "the index of an example"}
+
+
+def explain_failures(demo: gr.Blocks) -> gr.Blocks:
+    """Give every failed request a message that says what happened.
+
+    With ``show_error=False`` gradio sends ``None`` as the message of any failure that is not a
+    ``gr.Error``; those that happen outside the handlers come from malformed requests: too few
+    inputs, a value that is not of its component's kind (a word for a slider), a file that was not
+    uploaded, an event that runs in the page only. Here each becomes a ``gr.Error`` that names
+    the input and what it takes; anything else (a bug) is logged and reported as ``friendly``
+    does. Call it once all events are defined."""
+    guarded: set[int] = set()
+    for fn in demo.fns.values():
+        for block in fn.inputs:
+            if isinstance(block, gr.components.Component) and block._id not in guarded:
+                guarded.add(block._id)
+                _explain_preprocess(block)
+    process_api = demo.process_api
+
+    async def explained(block_fn, inputs, *args, **kwargs):
+        fn = demo.fns[block_fn] if isinstance(block_fn, int) else block_fn
+        name = fn.api_name or fn.name or "this event"
+        if not fn.fn:
+            raise gr.Error(f"{name} runs in the page only; the server has nothing to run", print_exception=False)
+        if len(inputs) < len(fn.inputs):
+            labels = ", ".join(_label(block) for block in fn.inputs)
+            raise gr.Error(html.escape(f"{name} takes {len(fn.inputs)} inputs ({labels}); the request has "
+                                       f"{len(inputs)}"), print_exception=False)
+        try:
+            return await process_api(block_fn, inputs, *args, **kwargs)
+        except gr.Error:
+            raise
+        except InvalidPathError:
+            raise gr.Error("a file in the request was not uploaded to this server; upload it, then send the path "
+                           "the upload returned", print_exception=False) from None
+        except ValidationError as e:
+            raise gr.Error(html.escape(_malformed(fn, inputs, e)), print_exception=False) from None
+        except Exception:
+            log.exception("%s failed", name)
+            raise gr.Error("something went wrong on the server; its log has the details",
+                           print_exception=False) from None
+
+    demo.process_api = explained
+    return demo
+
+
+def _explain_preprocess(block) -> None:
+    """Make ``block`` turn a value it cannot read into a ``gr.Error`` that names it."""
+    preprocess = block.preprocess
+
+    def checked(payload):
+        try:
+            return preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception:
+            raise gr.Error(html.escape(_expected(block, payload)), print_exception=False) from None
+
+    block.preprocess = checked
+
+
+def _malformed(fn, inputs: list, error: ValidationError) -> str:
+    """The input whose value does not fit its component's data model."""
+    for block, value in zip(fn.inputs, inputs):
+        model = getattr(block, "data_model", None)
+        if model is None or value is None:
+            continue
+        try:
+            model.model_validate(value, context={"validate_meta": True})  # as gradio validates
+        except ValidationError:
+            return _expected(block, value)
+    return f"an input of {fn.api_name or fn.name} is malformed: {error.errors()[0]['msg']}"
+
+
+def _expected(block, value) -> str:
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    kind = EXPECTED.get(type(block).__name__, f"a value for a {type(block).__name__.lower()}")
+    return f"{_label(block)}: expected {kind}, got {shown}"
+
+
+def _label(block) -> str:
+    label = getattr(block, "label", None)
+    if isinstance(label, str) and label:
+        return label
+    return "Examples" if isinstance(block, gr.Dataset) else type(block).__name__
 
 
 # -- upload checks --------------------------------------------------------------------------
@@ -78,12 +187,13 @@ def _checked_header(source, limits: Limits) -> None:
 # any handler runs, so the header check is put in front of it on each component instance.
 # (Subclassing a component instead would make gradio write a .pyi file next to this module.)
 def guard_image(image: gr.Image, limits: Limits) -> gr.Image:
-    """Refuse bombs and oversized files before ``image`` (type="filepath") opens them."""
+    """Refuse files that were not uploaded (a request may name any path on the server), bombs and
+    oversized files before ``image`` (type="filepath") opens them."""
     preprocess = image.preprocess
 
     def checked(payload):
         if payload is not None and payload.path:
-            _checked_header(payload.path, limits)
+            _checked_file(payload.path, limits, image.GRADIO_CACHE)
         return preprocess(payload)
 
     image.preprocess = checked
@@ -96,7 +206,7 @@ def guard_editor(editor: gr.ImageEditor, limits: Limits) -> gr.ImageEditor:
 
     def checked(file, flatten_on_white: bool = False):
         if file is not None:
-            _checked_header(file if isinstance(file, (bytes, bytearray)) else file.path, limits)
+            _checked_file(file if isinstance(file, (bytes, bytearray)) else file.path, limits, editor.GRADIO_CACHE)
         return convert(file, flatten_on_white)
 
     editor.convert_and_format_image = checked

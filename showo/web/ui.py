@@ -13,7 +13,7 @@ import gradio as gr
 
 from ..generation.editing import DIRECTIONS
 from .limits import MB, Limits
-from .tasks import MAX_GUIDANCE, Tasks, draw_scene, friendly, guard_editor, guard_image
+from .tasks import MAX_GUIDANCE, Tasks, draw_scene, explain_failures, friendly, guard_editor, guard_image
 
 EXAMPLE_PROMPTS = [
     "a red circle at the top left",
@@ -50,7 +50,7 @@ def make_blocks(pipe, limits: Limits, temp_dir: Path) -> gr.Blocks:
                 caption_tab(tasks, limits, examples)
             with gr.Tab("Mixed text and images", id="mixed"):
                 mixed_tab(tasks, limits)
-    return demo
+    return explain_failures(demo)
 
 
 def example_images(folder: Path) -> list[str]:
