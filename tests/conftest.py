@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from showo import ShowoModel, showo_preset
+from showo import ShowoModel, TextTokenizer, showo_preset
+from showo.data.world_source import world_texts
+from showo.training.metrics import read_metrics
 
 TINY = showo_preset("tiny")
 
@@ -139,3 +141,28 @@ def build_tiny_pipeline(seed: int = 0, weight_scale: float = 3.0):
 @pytest.fixture(scope="session")
 def tiny_pipeline():
     return build_tiny_pipeline()
+
+
+# -- training runs at test size ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def world_tokenizer(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("world_tokenizer")
+    TextTokenizer.train_bpe(world_texts(300), vocab_size=400).save(folder)
+    return folder
+
+
+def small(tokenizer, *extra):
+    """The tiny preset at test size."""
+    return [f"tokenizer={tokenizer}", 'batch_size={"t2i": 4, "lm": 2, "mmu": 4, "mixed": 2}',
+            "warmup_steps=3", "learning_rate=3e-3", *extra]
+
+
+def train_cli(output, tokenizer, steps, every, *extra):
+    return ["train", "--preset", "tiny", "--output", str(output), "--max-steps", str(steps),
+            "--checkpoint-every", str(every), *small(tokenizer, *extra)]
+
+
+def losses(output):
+    return [(r["step"], r["loss"]) for r in read_metrics(output)]

@@ -11,41 +11,18 @@ import warnings
 
 import pytest
 import torch
+from conftest import losses, small, train_cli
 from PIL import Image
 
 from showo.cli.main import main
 from showo.data.stream import BadSample, BadSampleWarning
-from showo.data.world_source import world_texts
 from showo.generation.generation_config import GenerationConfig
 from showo.model.magvit2 import MagvitV2
-from showo.model.text_tokenizer import TextTokenizer
 from showo.training.config import build_config
 from showo.training.metrics import read_metrics
 from showo.training.presets import train_preset
 from showo.training.showo_trainer import ShowoTrainer
 from showo.training.trainer import TrainingDiverged
-
-
-@pytest.fixture(scope="module")
-def world_tokenizer(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("world_tokenizer")
-    TextTokenizer.train_bpe(world_texts(300), vocab_size=400).save(folder)
-    return folder
-
-
-def small(tokenizer, *extra):
-    """The tiny preset at test size."""
-    return [f"tokenizer={tokenizer}", 'batch_size={"t2i": 4, "lm": 2, "mmu": 4, "mixed": 2}',
-            "warmup_steps=3", "learning_rate=3e-3", *extra]
-
-
-def train_cli(output, tokenizer, steps, every, *extra):
-    return ["train", "--preset", "tiny", "--output", str(output), "--max-steps", str(steps),
-            "--checkpoint-every", str(every), *small(tokenizer, *extra)]
-
-
-def losses(output):
-    return [(r["step"], r["loss"]) for r in read_metrics(output)]
 
 
 def test_loss_goes_down_on_the_tiny_preset(tmp_path, world_tokenizer):
@@ -163,8 +140,8 @@ def test_a_stage_starts_from_the_previous_stage_by_name(tmp_path, world_tokenize
     assert GenerationConfig.from_folder(first / "final") == GenerationConfig(steps=7, guidance_scale=2.5)
     assert GenerationConfig.from_folder(second / "final") == GenerationConfig(steps=9, guidance_scale=2.5)
     # ... and a resumed run (which starts from its checkpoint, not from init_from) keeps them
-    assert main(train_cli(second, world_tokenizer, 2, 1, "init_from=stage-a", "learning_rate=0",
-                          "transformer.generation.steps=9")) == 0
+    assert main([*train_cli(second, world_tokenizer, 2, 1, "init_from=stage-a", "learning_rate=0",
+                          "transformer.generation.steps=9"), "--allow-config-change"]) == 0
     assert [r["step"] for r in read_metrics(second)] == [1, 2]
     assert GenerationConfig.from_folder(second / "final") == GenerationConfig(steps=9, guidance_scale=2.5)
 
@@ -181,7 +158,8 @@ def test_a_stage_whose_model_asks_for_more_layers_grows_the_model_it_starts_from
     assert after["blocks.2.mlp.fc2.weight"].abs().max() > 0  # trained from zero
     assert json.loads((second / "final" / "config.json").read_text())["llm"]["num_layers"] == 3
     # resumed, the run starts from its own (3-layer) checkpoint and grows nothing
-    assert main(train_cli(second, world_tokenizer, 3, 1, "init_from=shallow", "model.llm.num_layers=3")) == 0
+    assert main([*train_cli(second, world_tokenizer, 3, 1, "init_from=shallow", "model.llm.num_layers=3"),
+                 "--allow-config-change"]) == 0
     assert "grown to" not in capsys.readouterr().out
     assert [r["step"] for r in read_metrics(second)] == [1, 2, 3]
 
@@ -196,7 +174,7 @@ def test_tokenizer_training_improves_reconstruction_and_resumes(tmp_path):
     assert records[-1]["psnr"] > records[0]["psnr"]
     assert records[0]["loss_generator"] == 0 and records[-1]["loss_discriminator"] > 0
     assert (tmp_path / "checkpoints" / "step-00000006" / "model" / "discriminator.safetensors").is_file()
-    assert main([*args[:6], "9", *args[7:]]) == 0  # resumes from step 6
+    assert main([*args[:6], "9", *args[7:], "--allow-config-change"]) == 0  # resumes from step 6
     assert [r["step"] for r in read_metrics(tmp_path)] == list(range(1, 10))
     json.loads((tmp_path / "final" / "config.json").read_text())
 

@@ -1,5 +1,1 @@
-"""The ``showo`` command (``python -m showo`` too)."""
-
-from .main import build_parser, main
-
-__all__ = ["build_parser", "main"]
+"""The ``showo`` command: ``showo.cli.main.main`` (``python -m showo`` too)."""

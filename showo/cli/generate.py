@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from ..model.image_processing import grid, load_image
 from ..pipeline import ShowoPipeline
+from .console import check_device, output_folder, say
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,9 +41,10 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-steps", action="store_true", help="also write the denoising progression")
 
 
-def load_pipeline(args):
+def load_pipeline(args) -> ShowoPipeline:
+    device = check_device(args.device)  # before anything is loaded
     return ShowoPipeline.from_pretrained(args.model, vq=args.vq, tokenizer=args.tokenizer,
-                                         llm_config=args.llm_config, device=args.device)
+                                         llm_config=args.llm_config, device=device)
 
 
 def sampling_kwargs(args) -> dict:
@@ -78,9 +80,9 @@ def strip_recorder(pipe):
 
 
 def run_generate(args) -> None:
-    pipe, prompts = load_pipeline(args), read_prompts(args)
+    prompts, output = read_prompts(args), output_folder(args.output)
+    pipe = load_pipeline(args)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    args.output.mkdir(parents=True, exist_ok=True)
     images, records = [], []
     for index, prompt in tqdm(shard(prompts, rank, world), desc="generating", disable=None):
         frames, record = strip_recorder(pipe) if args.save_steps else (None, None)
@@ -99,24 +101,24 @@ def run_generate(args) -> None:
     grid(images).save(args.output / f"grid{suffix}.png")
     with open(args.output / f"prompts{suffix}.jsonl", "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in records)
-    print(f"wrote {len(images)} images and grid{suffix}.png to {args.output}")
+    say(f"wrote {len(images)} images and grid{suffix}.png to {output}")
 
 
 def run_inpaint(args) -> None:
+    output_folder(args.output)
     pipe = load_pipeline(args)
-    args.output.mkdir(parents=True, exist_ok=True)
     result = pipe.inpaint(args.image, load_image(args.mask), args.prompt, seed=args.seed, **sampling_kwargs(args))
     result.save(args.output / "inpainted.png")
-    print(f"wrote {args.output / 'inpainted.png'}")
+    say(f"wrote {args.output / 'inpainted.png'}")
 
 
 def run_extrapolate(args) -> None:
+    output_folder(args.output)
     pipe = load_pipeline(args)
-    args.output.mkdir(parents=True, exist_ok=True)
     result = pipe.extrapolate(args.image, args.prompt, direction=args.direction, offset=args.offset,
                               seed=args.seed, **sampling_kwargs(args))
     result.save(args.output / "extrapolated.png")
-    print(f"wrote {args.output / 'extrapolated.png'}")
+    say(f"wrote {args.output / 'extrapolated.png'}")
 
 
 def run_answer(args) -> None:
@@ -124,7 +126,7 @@ def run_answer(args) -> None:
     answers = pipe.answer(args.images, args.question, max_new_tokens=args.max_new_tokens, top_k=args.top_k,
                           top_p=args.top_p, temperature=args.temperature, seed=args.seed)
     for image, answer in zip(args.images, answers):
-        print(f"{image}: {answer}")
+        say(f"{image}: {answer}")
 
 
 def register(sub) -> None:

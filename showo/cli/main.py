@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 
 import torch
 
 from ..evaluation.evaluate import Budget
 from ..evaluation.quickstart import run_quickstart
+from ..evaluation.report import RETRAIN_TARGETS, TARGETS, metric_table
 from ..model.convert import convert_folder
 from ..web.limits import MB, Limits
 from ..web.server import serve
+from .console import check_device, debugging, run_command, say
 from .generate import register as register_generate
 from .train import register_pre_encode, register_train
 
@@ -25,12 +27,16 @@ DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 def _convert(args: argparse.Namespace) -> None:
     dtype = getattr(torch, DTYPES[args.dtype]) if args.dtype else None
-    kind = convert_folder(args.source, args.destination, llm_config=args.llm_config, dtype=dtype)
-    print(f"wrote {kind} checkpoint in showo format to {args.destination}")
+    kind = convert_folder(args.source, args.destination, llm_config=args.llm_config, dtype=dtype,
+                          overwrite=args.overwrite)
+    say(f"wrote {kind} checkpoint in showo format to {args.destination}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="showo", description="Show-o: understand and generate images.")
+    parser.add_argument("--version", action="version", version=f"showo {version('showo')}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error instead of one line (or set SHOWO_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     convert = sub.add_parser("convert", help="turn a released Show-o or MAGVIT-v2 folder into showo's format")
@@ -38,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("destination", help="output folder (config.json + model.safetensors)")
     convert.add_argument("--llm-config", help="folder with the base LLM's config.json (default: phi-1.5 values)")
     convert.add_argument("--dtype", choices=sorted(DTYPES), help="store the weights in this precision")
+    convert.add_argument("--overwrite", action="store_true",
+                         help="replace a showo folder already at DESTINATION (never a folder showo did not write)")
     convert.set_defaults(run=_convert)
 
     register_generate(sub)
@@ -54,7 +62,7 @@ def run_serve(args: argparse.Namespace) -> None:
                     queue_size=args.queue_size)
     if importlib.util.find_spec("gradio") is None:  # not imported here: build_app sets its temp dir first
         raise SystemExit("showo serve: the web demo needs gradio: pip install 'showo[demo]'")
-    serve(args.model, args.host, args.port, limits, args.device)
+    serve(args.model, args.host, args.port, limits, str(check_device(args.device)))
 
 
 def register_serve(sub) -> None:
@@ -73,7 +81,9 @@ def register_serve(sub) -> None:
 
 
 def _quickstart(args: argparse.Namespace) -> None:
-    run_quickstart(args.output, args.model, Budget.ci() if args.ci else Budget(), args.retrain, args.seed)
+    metrics = run_quickstart(args.output, args.model, Budget.ci() if args.ci else Budget(), args.retrain, args.seed)
+    print(metric_table(metrics, RETRAIN_TARGETS if args.retrain else TARGETS))
+    say(f"report: {Path(args.output) / 'report.html'}")
 
 
 def register_quickstart(sub) -> None:
@@ -91,10 +101,6 @@ def register_quickstart(sub) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``showo ARGV``; returns the exit code (see ``console``: 2 for a user error, one line)."""
     args = build_parser().parse_args(argv)
-    try:
-        args.run(args)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"showo {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(args.command, lambda: args.run(args), debugging(args))

@@ -12,6 +12,7 @@ from ..model.magvit2 import MagvitV2
 from ..training.config import build_config
 from ..training.presets import PRESETS, train_preset
 from ..training.runs import open_run
+from .console import check_device, output_folder, say
 
 
 def run_train(args: argparse.Namespace) -> None:
@@ -22,12 +23,12 @@ def run_train(args: argparse.Namespace) -> None:
         overrides.append(f"checkpoint_every={args.checkpoint_every}")
     config = build_config(train_preset(args.preset), args.config, overrides)
     output = Path(args.output)
-    trainer = open_run(config, output)
+    trainer = open_run(config, output, allow_config_change=args.allow_config_change)
     if trainer.step:
-        print(f"resuming from step {trainer.step} in {output / 'checkpoints'}")
+        say(f"resuming from step {trainer.step} in {output / 'checkpoints'}")
     trainer.run()
     if trainer.accelerator.is_main_process:
-        print(f"done: {trainer.step} steps; model in {output / 'final'}, metrics in {output / 'metrics.jsonl'}")
+        say(f"done: {trainer.step} steps; model in {output / 'final'}, metrics in {output / 'metrics.jsonl'}")
 
 
 def register_train(sub) -> None:
@@ -39,6 +40,9 @@ def register_train(sub) -> None:
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     p.add_argument("--checkpoint-every", type=int, help="write a checkpoint every K steps")
     p.add_argument("--config", help="a JSON or TOML file of config fields (over the preset)")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="go on with a run in OUTPUT although the config differs (the changes are recorded in "
+                        "OUTPUT/config_changes.jsonl)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config fields, dotted for nested ones: learning_rate=3e-4 data.t2i.path=shards/*.tar")
     p.set_defaults(run=run_train)
@@ -48,6 +52,10 @@ ENCODABLE_TYPES = ("webdataset", "image_folder", "llava", "interleaved")
 
 
 def run_pre_encode(args: argparse.Namespace) -> None:
+    device = check_device(args.device)
+    output = output_folder(args.output)
+    if any(output.iterdir()):
+        raise ValueError(f"--output {output}: not empty; pre-encode writes its shards into a new or empty folder")
     spec = {"type": args.source_type, ("root" if args.source_type == "image_folder" else "path"): args.path}
     if args.image_root:
         spec["image_root"] = args.image_root
@@ -62,12 +70,10 @@ def run_pre_encode(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         shard_size=args.shard_size,
         max_samples=args.max_samples,
-        device=args.device,
+        device=str(device),
     )
-    print(
-        f"wrote {index['count']} records ({index['images']} images, {index['skipped']} bad records skipped) "
-        f"in {len(index['shards'])} shards to {args.output}"
-    )
+    say(f"wrote {index['count']} records ({index['images']} images, {index['skipped']} bad records skipped) "
+        f"in {len(index['shards'])} shards to {output}")
 
 
 def register_pre_encode(subparsers) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..pipeline import ShowoPipeline, shipped_model_dir
 from ..training.runs import retrain
 from .evaluate import Budget, evaluate
-from .report import RETRAIN_TARGETS, TARGETS, metric_table, write_report
+from .report import RETRAIN_TARGETS, TARGETS, write_report
 
 
 def retrain_model(folder: Path) -> Path:
@@ -22,9 +22,9 @@ def retrain_model(folder: Path) -> Path:
 
 def run_quickstart(output: str | Path = "outputs/quickstart", model_dir: str | Path | None = None,
                    budget: Budget | None = None, retrain: bool = False, seed: int = 0, progress: bool = True) -> dict:
-    """Measure a model on the world (``budget`` default: ``Budget()``), write ``output/report.html``;
-    returns the metrics. They are set beside the shipped model's targets, or with ``retrain`` the
-    30-minute recipe's (``report.RETRAIN_TARGETS``)."""
+    """Measure a model on the world (``budget`` default: ``Budget()``), write ``output/report.html``
+    and ``output/metrics.json``; returns the metrics. The report sets them beside the shipped
+    model's targets, or with ``retrain`` the 30-minute recipe's (``report.RETRAIN_TARGETS``)."""
     output = Path(output)
     if retrain and model_dir is not None:
         raise ValueError("give either --model or --retrain, not both")
@@ -36,7 +36,5 @@ def run_quickstart(output: str | Path = "outputs/quickstart", model_dir: str | P
     metrics, artefacts = evaluate(pipe, budget or Budget(), seed=seed, progress=progress)
     artefacts["model"] = str(model_dir)
     targets = RETRAIN_TARGETS if retrain else TARGETS
-    report = write_report(output, metrics, artefacts, targets)
-    print(metric_table(metrics, targets))
-    print(f"report: {report}")
+    write_report(output, metrics, artefacts, targets)
     return metrics

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from ..model.checkpoint_io import atomic_write, read_json, save_safetensors
+from ..model.checkpoint_io import atomic_write, fsync, fsync_tree, read_json, save_safetensors
 
 STEP_DIR = re.compile(r"^step-(\d{8})$")
 STATE_FILE = "trainer_state.json"
@@ -61,9 +61,11 @@ def staging_dir(output: str | Path, step: int) -> Path:
 def publish(staging: Path, keep_last: int) -> Path:
     """Rename a fully written staging folder to its final name; keep only the last ``keep_last``."""
     final = staging.parent / staging.name[1:].removesuffix(".tmp")
+    fsync_tree(staging)
     if final.exists():
         shutil.rmtree(final)
     staging.rename(final)
+    fsync(staging.parent)
     for old in complete_checkpoints(staging.parent.parent)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
     return final

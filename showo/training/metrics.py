@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
+
+from ..model.checkpoint_io import atomic_write
 
 
 class MetricsLog:
@@ -22,9 +25,11 @@ class MetricsLog:
         """A run killed after its last checkpoint logged steps that will run again: drop them."""
         if not self.path.exists():
             return
-        kept = [line for line in self.path.read_text().splitlines()
-                if (logged := _step_of(line)) is not None and logged <= step]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        text = self.path.read_text()
+        kept = "".join(line + "\n" for line in text.splitlines()
+                       if (logged := _step_of(line)) is not None and logged <= step)
+        if kept != text:  # rewritten whole or not at all: a kill here loses no row
+            atomic_write(self.path, lambda tmp: tmp.write_text(kept))
 
     def log(self, record: dict[str, Any]) -> None:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
@@ -36,6 +41,11 @@ class MetricsLog:
                 self._tb.add_scalar(key, value, record["step"])
         if self._wandb is not None:
             self._wandb.log(numbers, step=record["step"])
+
+    def sync(self) -> None:
+        """Flush the rows logged so far to disk."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
 
     def close(self) -> None:
         self._file.close()

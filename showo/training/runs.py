@@ -20,21 +20,60 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+from ..model.checkpoint_io import atomic_write, read_json
+from .checkpoints import latest_checkpoint, read_trainer_state
 from .config import TrainConfig, build_config
 from .presets import train_preset
 from .showo_trainer import ShowoTrainer
 from .tokenizer_trainer import TokenizerTrainer
 
+CONFIG_FILE = "train_config.json"
+CHANGES_FILE = "config_changes.jsonl"
 
-def open_run(config: TrainConfig, output: Path):
+
+def open_run(config: TrainConfig, output: str | Path, allow_config_change: bool = False):
     """The trainer of ``config.task`` on ``output`` (resuming what is there), with the config
-    written beside it as ``train_config.json``."""
+    written beside it as ``train_config.json``.
+
+    A folder that already holds a run with another config is refused, naming the fields that
+    differ, unless ``allow_config_change``; the changes are then appended to
+    ``config_changes.jsonl`` with the step they start from."""
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"{output}: is a file; the run's output must be a folder")
     output.mkdir(parents=True, exist_ok=True)
-    (output / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
+    new = json.loads(json.dumps(config.to_dict()))  # tuples as lists, as the file holds them
+    if (output / CONFIG_FILE).is_file():
+        changes = config_changes(read_json(output / CONFIG_FILE), new)
+        if changes and not allow_config_change:
+            names = sorted(changes, key=lambda k: (k.count("."), k))  # top-level fields first
+            shown = "; ".join(f"{k}: {json.dumps(changes[k][0])} -> {json.dumps(changes[k][1])}" for k in names[:12])
+            more = f" and {len(names) - 12} more" if len(names) > 12 else ""
+            raise ValueError(f"{output} holds a run with another config ({CONFIG_FILE}): {shown}{more}; pass "
+                             "--allow-config-change to go on with the new values, or choose another --output")
+        if changes:
+            latest = latest_checkpoint(output)
+            step = read_trainer_state(latest)["step"] if latest else 0
+            with open(output / CHANGES_FILE, "a") as f:
+                f.write(json.dumps({"step": step, "changes": changes}) + "\n")
+    atomic_write(output / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(new, indent=1) + "\n"))
     if config.task == "tokenizer":
         return TokenizerTrainer(config, output)
     return ShowoTrainer(config, output)
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> dict[str, list]:
+    """Dotted field -> [old value, new value] for every field that differs (tables compared field by field)."""
+    changes = {}
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes.update(config_changes(a, b, f"{prefix}{key}."))
+        elif a != b:
+            changes[f"{prefix}{key}"] = [a, b]
+    return changes
 
 
 # Each run of ``retrain``, in order: its folder, its preset, and what ``retrain`` changes in it.

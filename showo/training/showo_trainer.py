@@ -19,6 +19,7 @@ from torch import nn
 
 from ..data.sources import build_source
 from ..generation.generation_config import GenerationConfig
+from ..model.checkpoint_io import atomic_write
 from ..model.image_processing import grid
 from ..model.omni_attention import omni_attention_mask
 from ..model.transformer import ShowoModel
@@ -130,7 +131,7 @@ class ShowoTrainer(TrainerBase):
         return pipe
 
     def save_final(self) -> None:
-        self.pipeline().save_pretrained(self.output / "final")
+        self.pipeline().save_pretrained(self.output / "final", overwrite=True)
 
     @torch.no_grad()
     def write_samples(self) -> None:
@@ -141,7 +142,8 @@ class ShowoTrainer(TrainerBase):
         self.model.train()
         folder = self.output / "samples"
         folder.mkdir(exist_ok=True)
-        grid(images).save(folder / f"step-{self.step:08d}.png")
+        picture = grid(images)
+        atomic_write(folder / f"step-{self.step:08d}.png", lambda tmp: picture.save(tmp, format="PNG"))
 
 
 def _micro_batches(cfg: TrainConfig, world_size: int) -> dict[str, int]:

@@ -157,4 +157,4 @@ class TokenizerTrainer(TrainerBase):
         return record
 
     def save_final(self) -> None:
-        self.model.vq.save_pretrained(self.output / "final")
+        self.model.vq.save_pretrained(self.output / "final", overwrite=True)

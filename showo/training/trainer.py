@@ -3,7 +3,11 @@ that stops a diverged run."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import sys
+import threading
 from pathlib import Path
 
 import torch
@@ -63,6 +67,10 @@ class TrainerBase:
 
     # -- the whole run --------------------------------------------------------------------------
     def run(self, max_steps: int | None = None, on_step=None) -> list[dict[str, float]]:
+        """Train to ``max_steps`` (default: the config's), then write ``final/``.
+
+        SIGINT (Ctrl-C) or SIGTERM lets the step under way finish, writes a checkpoint at it and
+        raises :class:`TrainingInterrupted`; a second signal stops at once."""
         cfg, acc = self.config, self.accelerator
         max_steps = max_steps or cfg.max_steps
         main = acc.is_main_process
@@ -70,19 +78,26 @@ class TrainerBase:
         records = []
         bar = tqdm(total=max_steps, initial=self.step, desc="train", disable=not main, dynamic_ncols=True)
         try:
-            while self.step < max_steps:
-                record = self.train_step()
-                records.append(record)
-                if log is not None and (self.step % cfg.log_every == 0 or self.step == max_steps):
-                    log.log(record)
-                bar.update(1)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
-                if self.step % cfg.checkpoint_every == 0 or self.step == max_steps:
-                    self.state.save(self.step, self.model, self.head, self.optimizer, self.scheduler, self.feeders)
-                if self.sample_every and self.step % self.sample_every == 0 and acc.is_main_process:
-                    self.write_samples()
-                if on_step is not None:
-                    on_step(self, record)
+            with stop_requests() as requested:
+                while self.step < max_steps:
+                    record = self.train_step()
+                    records.append(record)
+                    if log is not None and (self.step % cfg.log_every == 0 or self.step == max_steps):
+                        log.log(record)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
+                    signum = self._agreed_stop(requested)
+                    if signum or self.step % cfg.checkpoint_every == 0 or self.step == max_steps:
+                        if log is not None:
+                            log.sync()  # every row up to the checkpoint is on disk before it is
+                        self.state.save(self.step, self.model, self.head, self.optimizer, self.scheduler,
+                                        self.feeders)
+                    if signum and self.step < max_steps:
+                        raise TrainingInterrupted(self.step, signum)
+                    if self.sample_every and self.step % self.sample_every == 0 and acc.is_main_process:
+                        self.write_samples()
+                    if on_step is not None:
+                        on_step(self, record)
         finally:
             bar.close()
             if log is not None:
@@ -91,4 +106,44 @@ class TrainerBase:
             self.save_final()
         acc.wait_for_everyone()
         return records
+
+    def _agreed_stop(self, requested: list[int]) -> int:
+        """The signal that asks this run to stop (0: none); every process stops at the same step."""
+        signum = requested[0] if requested else 0
+        if self.accelerator.num_processes == 1:
+            return signum
+        flags = torch.tensor([float(signum)], device=self.accelerator.device)
+        return int(self.accelerator.reduce(flags, "max").item())
+
+
+class TrainingInterrupted(Exception):
+    """Raised after a signal once the step under way is checkpointed: the run can go on later."""
+
+    def __init__(self, step: int, signum: int) -> None:
+        super().__init__(f"stopped at step {step}; run the same command to resume")
+        self.step, self.signum, self.exit_code = step, signum, 128 + signum
+
+
+@contextlib.contextmanager
+def stop_requests():
+    """Collect SIGINT and SIGTERM into a list instead of stopping at once (the main thread only);
+    a second signal raises ``KeyboardInterrupt`` at once. The handlers are restored after."""
+    requested: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+
+    def handle(signum, frame) -> None:
+        if requested:
+            raise KeyboardInterrupt
+        requested.append(signum)
+        print(f"\nsignal {signal.Signals(signum).name}: stopping after this step (again to stop at once)",
+              file=sys.stderr, flush=True)
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield requested
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
