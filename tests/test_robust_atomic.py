@@ -6,9 +6,11 @@ import os
 import stat
 
 import pytest
-from conftest import TINY
+import torch
+from conftest import TINY, losses, train_cli
 
 from showo import GenerationConfig, ShowoModel
+from showo.cli.main import main
 from showo.model import checkpoint_io
 from showo.model.checkpoint_io import atomic_write
 from showo.training.metrics import MetricsLog
@@ -87,3 +89,24 @@ def test_resuming_rewrites_metrics_whole_and_keeps_every_row_up_to_the_checkpoin
     assert (tmp_path / "metrics.jsonl").read_text() == rows and not leftovers(tmp_path)  # nothing lost
     MetricsLog(tmp_path, resume_step=3).close()
     assert (tmp_path / "metrics.jsonl").read_text() == rows.split('{"step": 4')[0]  # rows 1-3, whole
+
+
+def test_a_full_disk_while_checkpointing_is_reported_and_keeps_the_last_good_checkpoint(
+        tmp_path, world_tokenizer, monkeypatch, capsys):
+    args, real_save, calls = train_cli(tmp_path, world_tokenizer, 4, 2), torch.save, []
+
+    def save(obj, f, *more, **kwargs):  # what torch.save raises when the disk fills
+        calls.append(f)
+        if len(calls) == 2:  # the second checkpoint's optimizer state
+            raise RuntimeError("[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing "
+                               "file data/0: file write failed")
+        return real_save(obj, f, *more, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("showo train: error: disk full while writing ") and "optimizer.pt" in err
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-00000002"]  # no half folder
+    monkeypatch.setattr(torch, "save", real_save)
+    assert main(args) == 0  # space again: the same command goes on from step 2
+    assert [step for step, _ in losses(tmp_path)] == [1, 2, 3, 4]

@@ -213,6 +213,9 @@ def _swap_into_place(tmp: Path, target: Path) -> None:
 class DiskFullError(OSError):
     """A write failed for want of space; the message names the file and the space left."""
 
+    def __str__(self) -> str:
+        return str(self.strerror)
+
 
 def _raise_if_disk_full(error: BaseException, path: Path) -> None:
     """Re-raise a write failure caused by a full disk as a ``DiskFullError`` that says so."""

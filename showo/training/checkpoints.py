@@ -142,17 +142,26 @@ class RunState:
         acc.wait_for_everyone()
         final = checkpoint_root(self.output) / step_dir_name(step)
         if acc.is_main_process:
-            if state is None:
-                model.save_pretrained(staging / "model")
-            else:
-                _save_model_state(model, state, staging / "model")
-            torch.save(optimizer.state_dict(), staging / "optimizer.pt")
-            write_json(staging / "trainer_state.json", {
-                "step": step, "scheduler": scheduler.state_dict(), "world_size": acc.num_processes,
-            })
-            publish(staging, self.keep_last)
+            try:
+                self._write_main(staging, step, model, state, optimizer, scheduler)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)  # the last complete checkpoint stays the latest
+                raise
         acc.wait_for_everyone()
         return final
+
+    def _write_main(self, staging: Path, step: int, model, state, optimizer, scheduler) -> None:
+        """The main process's part of a checkpoint: model, optimiser, schedule; then publish it."""
+        if state is None:
+            model.save_pretrained(staging / "model")
+        else:
+            _save_model_state(model, state, staging / "model")
+        optimizer_state = optimizer.state_dict()
+        atomic_write(staging / "optimizer.pt", lambda tmp: torch.save(optimizer_state, tmp))
+        write_json(staging / "trainer_state.json", {
+            "step": step, "scheduler": scheduler.state_dict(), "world_size": self.acc.num_processes,
+        })
+        publish(staging, self.keep_last)
 
     def restore(self, folder: Path, optimizer, scheduler, feeders: dict[str, Any]) -> int:
         """Model weights were loaded when the model was built; this restores the rest."""

@@ -22,12 +22,9 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic.dataclasses import dataclass
-
 from ..generation.generation_config import GenerationConfig
 from ..model.config import MagvitConfig, PhiConfig, ShowoConfig, magvit_preset, showo_preset
 from ..model.validation import (
-    STRICT,
     Bool,
     Fraction,
     NonNegativeFloat,
@@ -36,13 +33,14 @@ from ..model.validation import (
     PositiveInt,
     Str,
     build,
+    config_dataclass,
 )
 
 FLOWS = ("t2i", "lm", "mmu", "mixed")
 SOURCE = "training config"
 
 
-@dataclass(frozen=True, config=STRICT)
+@config_dataclass
 class TextTokenizerTraining:
     """Train a BPE text tokenizer on a named corpus (``tokenizer = {"train_on": ...}``)."""
 
@@ -51,7 +49,7 @@ class TextTokenizerTraining:
     samples: PositiveInt = 20000
 
 
-@dataclass(frozen=True, config=STRICT)
+@config_dataclass
 class TransformerTraining:
     """Fields of the transformer trainer (``task = "showo"``)."""
 
@@ -70,7 +68,7 @@ class TransformerTraining:
     generation: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, config=STRICT)
+@config_dataclass
 class ImageTokenizerTraining:
     """Fields of the MAGVIT-v2 trainer (``task = "tokenizer"``)."""
 
@@ -84,7 +82,7 @@ class ImageTokenizerTraining:
     decoder_only: Bool = False
 
 
-@dataclass(frozen=True, config=STRICT)
+@config_dataclass
 class TrainConfig:
     task: Literal["showo", "tokenizer"] = "showo"
     # -- what to start from -------------------------------------------------------------------
@@ -127,7 +125,7 @@ class TrainConfig:
         except (TypeError, ValueError) as e:
             problems.append(f"transformer.generation: {e}")
         if problems:
-            raise ValueError(f"bad {SOURCE}: " + "; ".join(problems))
+            raise ValueError("; ".join(problems))
 
     @property
     def flows(self) -> tuple[str, ...]:
@@ -170,9 +168,10 @@ def _data_problems(cfg: TrainConfig) -> list[str]:
 
 
 def _model_problems(model: dict[str, Any]) -> list[str]:
-    """``model`` names a Show-o preset and overrides only fields that ``ShowoConfig`` has."""
+    """``model`` names a Show-o preset and overrides fields that ``ShowoConfig`` has, with values it
+    takes (checked on the preset; the vocabulary fields come from the tokenizers later)."""
     try:
-        showo_preset(model.get("preset", "tiny"))
+        base = showo_preset(model.get("preset", "tiny"))
     except ValueError as e:
         return [f"model.preset: {e}"]
     problems = [f"model.{k}: unknown field" for k in sorted(set(model) - _fields(ShowoConfig) - {"preset"})]
@@ -181,7 +180,14 @@ def _model_problems(model: dict[str, Any]) -> list[str]:
         problems.append(f"model.llm: expected a table of PhiConfig fields, got {llm!r}")
     else:
         problems += [f"model.llm.{k}: unknown field" for k in sorted(set(llm) - _fields(PhiConfig))]
-    return problems
+    if problems:
+        return problems
+    fields = {k: v for k, v in model.items() if k not in ("preset", "llm")}
+    try:
+        dataclasses.replace(base, llm=dataclasses.replace(base.llm, **llm), **fields)
+    except ValueError as e:
+        return [f"model: {e}"]
+    return []
 
 
 def _vq_problems(vq: str | dict[str, Any] | None) -> list[str]:
