@@ -1,17 +1,14 @@
 """Data sources: contents, deterministic order, sharding, exact resume, bad data, pre-encoding."""
 
 import argparse
-import io
 import json
 import sys
 import tarfile
-from itertools import islice
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from data_files import canon, png_bytes, random_image, save_png, take, write_lines, write_tar
 
 from showo import MagvitV2, magvit_preset, preprocess_images
 from showo.cli.train import register_pre_encode
@@ -20,55 +17,6 @@ from showo.data.llava import iter_json_array
 from showo.data.text import import_pyarrow
 
 # ---- helpers ---------------------------------------------------------------------------------
-
-
-def random_image(seed: int, size=(12, 10)) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def save_png(image: Image.Image, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
-    return path
-
-
-def write_tar(path: Path, members: list[tuple[str, bytes]], mode: str = "w") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, mode) as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-
-
-def write_jsonl(path: Path, rows: list) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
-    return path
-
-
-def canon(value):
-    """Samples as plain comparable values (images by pixels, tensors by values and dtype)."""
-    if isinstance(value, Image.Image):
-        return ("image", value.mode, value.size, value.tobytes())
-    if isinstance(value, torch.Tensor):
-        return ("tensor", str(value.dtype), value.tolist())
-    if isinstance(value, dict):
-        return {k: canon(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return (type(value).__name__, [canon(v) for v in value])
-    return value
-
-
-def take(source, n: int) -> list:
-    return [canon(s) for s in islice(iter(source), n)]
 
 
 # ---- tiny datasets: (spec, {source: expected sample}) ----------------------------------------
@@ -113,7 +61,7 @@ def text_data(root: Path):
     for name in ("a", "b"):
         texts = [f"document {name}{i} with some words" for i in range(4)]
         rows = [{"text": t, "meta": i} for i, t in enumerate(texts)]
-        path = write_jsonl(root / "text" / f"{name}.jsonl", rows[:2] + ["   "] + rows[2:])  # a blank line
+        path = write_lines(root / "text" / f"{name}.jsonl", rows[:2] + ["   "] + rows[2:])  # a blank line
         for line, t in zip((1, 2, 4, 5), texts):
             expected[f"{path}:line {line}"] = {"kind": "lm", "text": t}
     contents = [f"parquet row {i}" for i in range(5)]
@@ -158,7 +106,7 @@ def interleaved_data(root: Path):
             "kind": "interleaved",
             "segments": [f"first {i}", a, "then", b],
         }
-    write_jsonl(root / "inter.jsonl", rows)
+    write_lines(root / "inter.jsonl", rows)
     return {
         "type": "interleaved",
         "path": str(root / "inter.jsonl"),
@@ -359,7 +307,7 @@ def bad_text(kind):
         rows[2] = {"empty text": {"text": " "}, "invalid JSON": '{"text": "unclosed', "no 'text' field": {"body": "x"}}[
             kind
         ]
-        path = write_jsonl(root / "t.jsonl", rows)
+        path = write_lines(root / "t.jsonl", rows)
         return {"type": "jsonl", "path": str(path)}, 5, 2, [f"{path}:line 3", kind]
 
     return build
@@ -404,7 +352,7 @@ def bad_interleaved(kind):
             "empty text segment": {"text": ""},
             "malformed": {"video": "v.mp4"},
         }[kind]
-        path = write_jsonl(root / "i.jsonl", rows)
+        path = write_lines(root / "i.jsonl", rows)
         spec = {"type": "interleaved", "path": str(path), "image_root": str(root / "img")}
         return spec, 4, 1, [f"{path}:line 2 segment 1", kind]
 
@@ -488,7 +436,7 @@ def test_truncated_shard_keeps_the_records_before_the_break(tmp_path):
 
 
 def test_all_bad_records_raise_instead_of_looping_forever(tmp_path):
-    path = write_jsonl(tmp_path / "t.jsonl", [{"text": ""}, {"text": " "}])
+    path = write_lines(tmp_path / "t.jsonl", [{"text": ""}, {"text": " "}])
     with pytest.warns(BadSampleWarning), pytest.raises(ValueError, match="no usable record"):
         next(iter(build_source({"type": "jsonl", "path": str(path)})))
 
