@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from ..model.image_processing import grid, load_image
+from ..model.image_processing import grid, load_image, save_image, write_text_file
 from ..pipeline import ShowoPipeline
 from .console import check_device, output_folder, say
 
@@ -91,16 +91,15 @@ def run_generate(args) -> None:
                                     **sampling_kwargs(args))
         image = pipe.decode_codes(codes)[0]
         name = f"{index:05d}.png"
-        image.save(args.output / name)
+        save_image(image, output / name)
         if frames:
-            grid([f[0] for f in frames], columns=len(frames)).save(args.output / f"{index:05d}_steps.png")
+            save_image(grid([f[0] for f in frames], columns=len(frames)), output / f"{index:05d}_steps.png")
         images.append(image)
         records.append({"index": index, "prompt": prompt, "file": name, "seed": args.seed + index,
                         **({"plan": drawn} if drawn != prompt else {})})
     suffix = "" if world == 1 else f"_rank{rank}"
-    grid(images).save(args.output / f"grid{suffix}.png")
-    with open(args.output / f"prompts{suffix}.jsonl", "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in records)
+    save_image(grid(images), output / f"grid{suffix}.png")
+    write_text_file(output / f"prompts{suffix}.jsonl", "".join(json.dumps(r) + "\n" for r in records))
     say(f"wrote {len(images)} images and grid{suffix}.png to {output}")
 
 
@@ -108,7 +107,7 @@ def run_inpaint(args) -> None:
     output_folder(args.output)
     pipe = load_pipeline(args)
     result = pipe.inpaint(args.image, load_image(args.mask), args.prompt, seed=args.seed, **sampling_kwargs(args))
-    result.save(args.output / "inpainted.png")
+    save_image(result, args.output / "inpainted.png")
     say(f"wrote {args.output / 'inpainted.png'}")
 
 
@@ -117,7 +116,7 @@ def run_extrapolate(args) -> None:
     pipe = load_pipeline(args)
     result = pipe.extrapolate(args.image, args.prompt, direction=args.direction, offset=args.offset,
                               seed=args.seed, **sampling_kwargs(args))
-    result.save(args.output / "extrapolated.png")
+    save_image(result, args.output / "extrapolated.png")
     say(f"wrote {args.output / 'extrapolated.png'}")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..model.image_processing import grid
+from ..model.image_processing import grid, save_image, write_text_file
 
 DISPLAY_HEIGHT = 128  # pixels; pictures are enlarged with NEAREST to this height
 TARGETS = {"t2i_overall": 0.90, "vqa_accuracy": 0.95, "recon_psnr": 30.0}  # value >= target (the shipped model)
@@ -90,7 +90,7 @@ class _Pictures:
     def tag(self, image: Image.Image, name: str, title: str = "") -> str:
         self.count += 1
         image = image.convert("RGB")
-        image.save(self.folder / f"{self.count:03d}_{name}.png")
+        save_image(image, self.folder / f"{self.count:03d}_{name}.png")
         scale = max(1, DISPLAY_HEIGHT // image.height)
         big = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
         buffer = io.BytesIO()
@@ -224,7 +224,7 @@ def write_report(folder: str | Path, metrics: dict, artefacts: dict, targets: di
     ``folder``; returns the page's path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_text_file(folder / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     pics = _Pictures(folder / "images")
     body = [_header(metrics, artefacts), _metrics_html(metrics, targets)]
     body += [render(artefacts[name], pics) for name, render in SECTIONS.items() if artefacts.get(name)]
@@ -235,5 +235,5 @@ def write_report(folder: str | Path, metrics: dict, artefacts: dict, targets: di
     page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>showo quickstart</title>"
             f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
     path = folder / "report.html"
-    path.write_text(page)
+    write_text_file(path, page)
     return path

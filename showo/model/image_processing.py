@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from .checkpoint_io import atomic_write
+
 ImageLike = str | Path | Image.Image
 
 
@@ -119,3 +121,17 @@ def grid(images: list[Image.Image], columns: int = 4) -> Image.Image:
     for i, image in enumerate(images):
         canvas.paste(image, ((i % columns) * w, (i // columns) * h))
     return canvas
+
+
+def save_image(image: Image.Image, path: str | Path) -> Path:
+    """Write ``image`` as a PNG at ``path`` atomically (whole or not at all); returns the path."""
+    path = Path(path)
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+    return path
+
+
+def write_text_file(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) at ``path`` atomically; returns the path."""
+    path = Path(path)
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return path

@@ -19,8 +19,7 @@ from torch import nn
 
 from ..data.sources import build_source
 from ..generation.generation_config import GenerationConfig
-from ..model.checkpoint_io import atomic_write
-from ..model.image_processing import grid
+from ..model.image_processing import grid, save_image
 from ..model.omni_attention import omni_attention_mask
 from ..model.transformer import ShowoModel
 from ..pipeline import ShowoPipeline
@@ -143,7 +142,7 @@ class ShowoTrainer(TrainerBase):
         folder = self.output / "samples"
         folder.mkdir(exist_ok=True)
         picture = grid(images)
-        atomic_write(folder / f"step-{self.step:08d}.png", lambda tmp: picture.save(tmp, format="PNG"))
+        save_image(picture, folder / f"step-{self.step:08d}.png")
 
 
 def _micro_batches(cfg: TrainConfig, world_size: int) -> dict[str, int]:
