@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import time
 import tracemalloc
+from pathlib import Path
 
 import pytest
 import torch
@@ -101,7 +102,7 @@ IMAGE_CASES = [
     (dict(seed=-1), ["seed must be at least 0, got -1"]),
     (dict(seed=2**64), ["seed must be at most", "got 18446744073709551616"]),
     (dict(mode="fast"), ["unknown sampler mode 'fast'"]),
-    (dict(callback=3), ["callback must be callable or None, got int"]),
+    (dict(callback_on_step_end=3), ["callback_on_step_end must be callable or None, got int"]),
     (dict(plan="yes"), ["plan must be True or False, got 'yes'"]),
 ]
 
@@ -127,7 +128,8 @@ def test_bad_sampling_arguments_of_edits_are_refused_before_the_image_is_encoded
     (["ok", "\udfff"], ["prompts[1] holds a lone surrogate"]),
 ])
 def test_bad_prompts(pipe, forwards, prompts, fragments):
-    refused(forwards, lambda: pipe.text_to_image(prompts, steps=1), *fragments)
+    named = [f.replace("prompts", "prompt") for f in fragments]  # text_to_image's argument is `prompt`
+    refused(forwards, lambda: pipe.text_to_image(prompts, steps=1), *named)
     refused(forwards, lambda: pipe.plan(prompts), *fragments[:1])
 
 
@@ -140,14 +142,17 @@ def test_bad_image_ids(pipe, forwards):
 
 
 @pytest.mark.parametrize("mask, fragments", [
-    ("mask.png", ["mask must be a PIL image or an (H, W) tensor, got str 'mask.png'", "showo.load_image"]),
+    ("mask.txt", ["mask.txt: not a readable image file"]),
     (Image.new("L", (0, 0)), ["mask is 0x0 pixels"]),
     (torch.zeros(0, 0), ["mask is 0x0 pixels"]),
-    (torch.zeros(1, 64, 64), ["mask tensor must be (H, W), got shape (1, 64, 64)"]),
+    (torch.zeros(2, 64, 64), ["an image tensor must be (C, H, W) with C = 1, 3 or 4, got (2, 64, 64)"]),
+    (torch.zeros(2, 3, 4, 5), ["mask tensor must be (H, W), got shape (2, 3, 4, 5)"]),
     (torch.full((64, 64), NAN), ["mask tensor holds 4096 NaN or infinite values"]),
-    (None, ["mask must be a PIL image or an (H, W) tensor, got NoneType None"]),
+    (None, ["mask must be a path, a PIL image, an (H, W) array or an (H, W) tensor, got NoneType None"]),
 ])
-def test_bad_masks(pipe, forwards, mask, fragments):
+def test_bad_masks(pipe, forwards, mask, fragments, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("mask.txt").write_text("not a picture")
     refused(forwards, lambda: pipe.inpaint(picture(), mask, "a red circle", steps=1), *fragments)
 
 

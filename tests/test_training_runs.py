@@ -9,6 +9,7 @@ import sys
 import time
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from conftest import losses, small, train_cli
@@ -33,6 +34,21 @@ def test_loss_goes_down_on_the_tiny_preset(tmp_path, world_tokenizer):
     records = read_metrics(tmp_path)
     assert {"loss_t2i", "loss_lm", "loss_mmu", "loss_mixed", "lr", "masking_rate", "tokens_per_s"} <= set(records[0])
     assert (tmp_path / "final" / "model.safetensors").is_file() and (tmp_path / "final" / "vq").is_dir()
+    # what the README says the tiny preset writes: a labelled sample grid every 20 steps
+    grid = Image.open(tmp_path / "samples" / "step-00000020.png").convert("L")
+    assert grid.size[0] == 2 * 128 and grid.size[1] > 128  # two enlarged 64x64 pictures, a label band below
+    band = np.asarray(grid)[129:, :]
+    assert (band < 100).sum() > 50  # the prompts are written there (dark text on white)
+
+
+def test_tensorboard_logs_every_metric(tmp_path, world_tokenizer):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert main(train_cli(tmp_path, world_tokenizer, 2, 2, "tensorboard=true")) == 0
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert {"loss", "loss_t2i", "lr", "grad_norm"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("loss")] == [1, 2]
 
 
 def run_module(args, **kwargs):

@@ -1,5 +1,6 @@
 """Training pieces on their own: configs, training rows, the loss, checkpoint bookkeeping."""
 
+import dataclasses
 import math
 
 import pytest
@@ -8,6 +9,7 @@ import torch.nn.functional as F
 from conftest import TINY
 
 from showo import ShowoModel
+from showo.generation.processor import ShowoProcessor
 from showo.model.omni_attention import omni_attention_mask
 from showo.training.checkpoints import complete_checkpoints, latest_checkpoint, publish, staging_dir
 from showo.training.config import TrainConfig, build_config, parse_overrides
@@ -143,7 +145,7 @@ def test_a_plan_sample_is_a_language_modelling_row_and_nothing_else():
 
     sample = {**WorldDataset().plan(0), "source": "world:train:plan:0"}
     cfg = build_config(train_preset("tiny"), None, [])
-    builder = RowBuilder(cfg, LAYOUT, Letters(), max_text_length=16)
+    builder = RowBuilder(cfg, ShowoProcessor(Letters(), dataclasses.replace(TINY, max_text_length=16)))
     row = builder.row("lm", sample, 0)
     expected = lm_row(Letters().encode(sample["text"]), LAYOUT, cfg.transformer.max_seq_length)
     assert (row.ids, row.labels) == (expected.ids, expected.labels)
@@ -191,7 +193,7 @@ def test_the_mmu_flow_learns_every_turn_or_one_drawn_turn():
                                                           ("where is it?", "top left")]}
     for setting, answers in (("all", 3), ("one", 1)):
         cfg = build_config(train_preset("tiny"), None, [f"transformer.mmu_turns={setting}"])
-        row = RowBuilder(cfg, LAYOUT, tokenizer, 32).row("mmu", sample, 0)
+        row = RowBuilder(cfg, ShowoProcessor(tokenizer, TINY)).row("mmu", sample, 0)
         text = tokenizer.decode([i for i in row.ids if 0 < i < LAYOUT.text_vocab_size])
         learned = tokenizer.decode([i for i in row.labels if 0 < i < LAYOUT.text_vocab_size])
         assert text.count("ASSISTANT:") == answers and text.count("?") == answers

@@ -92,15 +92,15 @@ def run_t2i(pipe, budget: Budget, seed: int, progress: bool) -> tuple[dict, dict
     items = geneval_prompts(budget.t2i_per_category, seed)
     frames: list[Image.Image] = []
 
-    def record(step, logits, sampled):  # the first picture's full prediction after every step
-        frames.append(pipe.decode_codes(sampled[:1])[0])
+    def record(pipe, step, steps, outputs):  # the first picture's full prediction after every step
+        frames.append(pipe.decode_codes(outputs["codes"][:1])[0])
 
     images: list[Image.Image] = []
     drawn: list[str] = []  # what each picture was drawn from: the prompt, or the model's plan of it
     for start, batch in _batches(items, budget.batch_size, "text-to-image", progress):
         drawn += pipe.prompts_to_draw([i["prompt"] for i in batch])
         images += pipe.text_to_image(drawn[start:], plan=False, seed=seed + start,
-                                     callback=record if start == 0 else None, **_sampling(budget))
+                                     callback_on_step_end=record if start == 0 else None, **_sampling(budget))
     correct = tasks.score_t2i(items, images)
     scores = geneval_scores([{"category": i["category"], "correct": c} for i, c in zip(items, correct)])
     examples = [

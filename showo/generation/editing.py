@@ -4,7 +4,6 @@ Inpainting and Extrapolation"): a pixel mask becomes a token mask, a grid shifts
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -50,9 +49,8 @@ def check_mask(mask) -> None:
         if mask.is_floating_point() and mask.numel() and not mask.isfinite().all():
             raise ValueError(f"mask tensor holds {int((~mask.isfinite()).sum())} NaN or infinite values")
     else:
-        hint = " (a path: open it with showo.load_image first)" if isinstance(mask, (str, Path)) else ""
-        raise ValueError(f"mask must be a PIL image or an (H, W) tensor, got {type(mask).__name__} "
-                         f"{shown(mask)}{hint}")
+        raise ValueError(f"mask must be a path, a PIL image, an (H, W) array or an (H, W) tensor, got "
+                         f"{type(mask).__name__} {shown(mask)}")
     if width < 1 or height < 1:
         raise ValueError(f"mask is {width}x{height} pixels; it must be at least 1x1")
 
@@ -87,21 +85,16 @@ def shift_grid(codes: torch.Tensor, grid: int, direction: str, offset: int = 0) 
     return out.flatten(), shift
 
 
-def stitch(original: Image.Image, new: Image.Image, direction: str, shift_pixels: int) -> Image.Image:
-    """The wider (or taller) canvas: the original plus the part of ``new`` that extends it."""
+def stitch(original: Image.Image, new: Image.Image, direction: str, shift_pixels: int,
+           keep_original: bool = False) -> Image.Image:
+    """The wider (or taller) canvas: the original plus the part of ``new`` that extends it. Where
+    the two overlap, ``new`` is shown, or with ``keep_original`` the original's own pixels."""
     w, h = original.size
     horizontal = direction in ("left", "right")
     canvas = Image.new("RGB", (w + shift_pixels, h) if horizontal else (w, h + shift_pixels))
-    if direction == "right":
-        canvas.paste(original, (0, 0))
-        canvas.paste(new, (shift_pixels, 0))
-    elif direction == "left":
-        canvas.paste(original, (shift_pixels, 0))
-        canvas.paste(new, (0, 0))
-    elif direction == "down":
-        canvas.paste(original, (0, 0))
-        canvas.paste(new, (0, shift_pixels))
-    else:
-        canvas.paste(original, (0, shift_pixels))
-        canvas.paste(new, (0, 0))
+    at_original = {"right": (0, 0), "left": (shift_pixels, 0), "down": (0, 0), "up": (0, shift_pixels)}[direction]
+    at_new = {"right": (shift_pixels, 0), "left": (0, 0), "down": (0, shift_pixels), "up": (0, 0)}[direction]
+    for picture, where in ((new, at_new), (original, at_original)) if keep_original else \
+            ((original, at_original), (new, at_new)):
+        canvas.paste(picture, where)
     return canvas

@@ -6,6 +6,7 @@ Nothing here imports from the layers above (generation, pipeline, data, training
 
 from .config import MagvitConfig, PhiConfig, ShowoConfig, magvit_preset, showo_preset
 from .convert import convert_folder
+from .hub import resolve_folder
 from .image_processing import grid, load_image, postprocess_images, preprocess_image, preprocess_images
 from .kv_cache import KVCache
 from .layout import SPECIAL_TOKENS, TokenLayout
@@ -33,5 +34,6 @@ __all__ = [
     "postprocess_images",
     "preprocess_image",
     "preprocess_images",
+    "resolve_folder",
     "showo_preset",
 ]

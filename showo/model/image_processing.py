@@ -7,22 +7,32 @@ Images become (3, size, size) float tensors in [-1, 1]: the shorter side is resi
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 from .checkpoint_io import atomic_write
 
-ImageLike = str | Path | Image.Image
+# A picture as users hold one: a file path, a PIL image, an (H, W[, C]) array or an (C, H, W) tensor.
+ImageLike = str | Path | Image.Image | np.ndarray | torch.Tensor
 
 
 def load_image(image: ImageLike) -> Image.Image:
-    """Open ``image`` (a path or a PIL image) as an 8-bit RGB PIL image."""
+    """``image`` as an 8-bit RGB PIL image.
+
+    Paths are opened (and decoded now, so a broken file fails here with its name); arrays are
+    (H, W) or (H, W, 1 | 3 | 4), tensors (H, W) or (1 | 3 | 4, H, W): floats in [0, 1],
+    integers in [0, 255]."""
     if isinstance(image, Image.Image):
         return to_rgb(image)
+    if isinstance(image, (np.ndarray, torch.Tensor)):
+        return to_rgb(_array_to_image(image))
+    if not isinstance(image, (str, Path)):
+        raise ValueError(f"an image must be a path, a PIL image, an array or a tensor, got {type(image).__name__}")
     path = Path(image)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such image file")
@@ -34,6 +44,38 @@ def load_image(image: ImageLike) -> Image.Image:
         raise ValueError(f"{path}: refused to decode: {e}") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"{path}: not a readable image file ({e})") from e
+
+
+def load_mask(mask: ImageLike) -> Image.Image:
+    """A mask (white / nonzero = regenerate) as an 8-bit grayscale PIL image, from any image type
+    ``load_image`` takes; colour masks count their brightness."""
+    if isinstance(mask, Image.Image):
+        return mask.convert("L")
+    return load_image(mask).convert("L")
+
+
+def _array_to_image(array: np.ndarray | torch.Tensor) -> Image.Image:
+    """An (H, W[, C]) array or (C, H, W) tensor, floats in [0, 1] or integers in [0, 255], as PIL."""
+    if isinstance(array, torch.Tensor):
+        tensor = array.detach().cpu()
+        if tensor.dim() == 3:
+            if tensor.shape[0] not in (1, 3, 4):
+                raise ValueError(f"an image tensor must be (C, H, W) with C = 1, 3 or 4, got {tuple(tensor.shape)}")
+            tensor = tensor.permute(1, 2, 0)
+        array = tensor.float().numpy() if tensor.is_floating_point() else tensor.numpy()
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)) or 0 in array.shape:
+        raise ValueError(f"an image array must be (H, W) or (H, W, 3 | 4), got shape {array.shape}")
+    if array.dtype.kind == "f":
+        if not np.isfinite(array).all():
+            raise ValueError("the image array holds NaN or infinite values")
+        array = np.clip(array, 0.0, 1.0) * 255.0
+    elif array.dtype.kind not in "ui" and array.dtype != np.bool_:
+        raise ValueError(f"an image array must hold numbers, got dtype {array.dtype}")
+    elif array.dtype == np.bool_:
+        array = array * 255
+    return Image.fromarray(np.clip(array, 0, 255).round().astype(np.uint8))
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -121,6 +163,28 @@ def grid(images: list[Image.Image], columns: int = 4) -> Image.Image:
     for i, image in enumerate(images):
         canvas.paste(image, ((i % columns) * w, (i // columns) * h))
     return canvas
+
+
+def labelled_grid(images: list[Image.Image], labels: Sequence[str], columns: int = 4,
+                  min_side: int = 128) -> Image.Image:
+    """A grid of ``images``, each enlarged (sharp) to at least ``min_side`` pixels wide, with its
+    label written under it in up to three lines."""
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    w, h = images[0].size
+    scale = max(1, -(-min_side // w))  # ceil
+    font = ImageFont.load_default()
+    chars = max(8, w * scale // 7)
+    band = 3 * 13 + 6
+    cells = []
+    for image, label in zip(images, labels):
+        cell = Image.new("RGB", (w * scale, h * scale + band), "white")
+        cell.paste(image.convert("RGB").resize((w * scale, h * scale), Image.NEAREST), (0, 0))
+        lines = textwrap.wrap(label or "(empty prompt)", chars)[:3]
+        ImageDraw.Draw(cell).multiline_text((3, h * scale + 3), "\n".join(lines), fill="black", font=font,
+                                            spacing=2)
+        cells.append(cell)
+    return grid(cells, columns)
 
 
 def save_image(image: Image.Image, path: str | Path) -> Path:

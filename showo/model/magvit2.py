@@ -27,6 +27,7 @@ from .checkpoint_io import (
     save_safetensors,
 )
 from .config import MagvitConfig
+from .hub import MODEL_FILES, resolve_folder
 from .validation import build
 
 CONFIG_FORMAT = "showo-magvit2"
@@ -307,9 +308,28 @@ class MagvitV2(nn.Module):
     # ---- checkpoints ---------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, **overrides: Any) -> MagvitV2:
-        """Load a showo folder, the released ``showlab/magvitv2`` folder, or a weight file."""
-        path = Path(path)
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        subfolder: str | None = None,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        **overrides: Any,
+    ) -> MagvitV2:
+        """Load a showo folder, the released ``showlab/magvitv2`` folder, or a weight file.
+
+        ``path`` may be a Hugging Face Hub id, resolved through the Hugging Face cache
+        (``showo.model.hub.resolve_folder``; a local folder of that name wins; only ``config.json``
+        and the weights are fetched): ``"showlab/magvitv2"`` (weights at the top level), or a showo
+        pipeline repo with ``subfolder="vq"``. ``subfolder`` is joined to a local path too.
+        ``revision`` (branch, tag or commit hash), ``cache_dir`` (default ``HF_HUB_CACHE``),
+        ``local_files_only`` (no download; ``HF_HUB_OFFLINE=1`` does the same) and ``token`` apply to
+        Hub ids. ``overrides``: config fields to replace."""
+        path = resolve_folder(path, subfolder=subfolder, revision=revision, cache_dir=cache_dir,
+                              local_files_only=local_files_only, token=token, allow_patterns=MODEL_FILES)
         weight_file = find_weight_file(path)  # first, so a wrong path reads as FileNotFoundError
         folder = path if path.is_dir() else path.parent
         config = override_config(_read_config(folder), overrides)

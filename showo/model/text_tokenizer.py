@@ -10,6 +10,7 @@ from pathlib import Path
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from .checkpoint_io import atomic_write, read_json
+from .hub import TOKENIZER_FILES, resolve_folder
 from .layout import SPECIAL_TOKENS, TokenLayout
 
 DEFAULT_BOS_EOS = "<|endoftext|>"
@@ -46,9 +47,25 @@ class TextTokenizer:
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
-    def from_folder(cls, path: str | Path) -> TextTokenizer:
-        """Load ``tokenizer.json`` (and BOS/EOS from ``tokenizer_config.json`` if present)."""
-        folder = Path(path)
+    def from_folder(
+        cls,
+        path: str | Path,
+        *,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+    ) -> TextTokenizer:
+        """Load ``tokenizer.json`` (and BOS/EOS from ``tokenizer_config.json`` if present).
+
+        ``path``: a folder, a ``tokenizer.json`` file, or a Hugging Face Hub id
+        (``"microsoft/phi-1_5"`` for the released Show-o) resolved through the Hugging Face cache
+        (``showo.model.hub.resolve_folder``; a local folder of that name wins; only the two
+        tokenizer files are fetched). ``revision`` (branch, tag or commit hash), ``cache_dir``
+        (default ``HF_HUB_CACHE``), ``local_files_only`` (no download; ``HF_HUB_OFFLINE=1`` does the
+        same) and ``token`` apply to Hub ids."""
+        folder = resolve_folder(path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
+                                token=token, allow_patterns=TOKENIZER_FILES)
         file = folder / "tokenizer.json" if folder.is_dir() else folder
         if not file.is_file():
             raise FileNotFoundError(f"{file}: no tokenizer.json found")

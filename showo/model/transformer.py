@@ -14,6 +14,7 @@ from torch import nn
 
 from .checkpoint_io import atomic_write, check_state_dict, find_weight_file, replace_folder, save_safetensors
 from .config import ShowoConfig
+from .hub import LLM_CONFIG_FILES, MODEL_FILES, resolve_folder
 from .kv_cache import KVCache
 from .layout import TokenLayout
 from .phi import Block, RotaryEmbedding
@@ -185,12 +186,31 @@ class ShowoModel(nn.Module):
     # -- checkpoints --------------------------------------------------------------------
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, llm_config: str | Path | None = None, dtype: torch.dtype | None = None
+        cls,
+        path: str | Path,
+        llm_config: str | Path | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
     ) -> ShowoModel:
         """Load a released Show-o folder or one written by :meth:`save_pretrained`.
 
+        ``path``: a local folder, or a Hugging Face Hub id (``"showlab/show-o"``) resolved through
+        the Hugging Face cache (``showo.model.hub.resolve_folder``: a local folder of that name
+        wins; only ``config.json`` and the weights are fetched). ``revision`` (branch, tag or
+        commit hash of ``path``), ``cache_dir`` (default ``HF_HUB_CACHE``), ``local_files_only``
+        (no download; ``HF_HUB_OFFLINE=1`` does the same) and ``token`` apply to Hub ids.
+
         ``llm_config``: a folder (or file) with the base LLM's ``config.json`` for released
-        folders; without it the phi-1.5 values are used."""
+        folders, or its Hub id (``"microsoft/phi-1_5"``, read at its default branch); without it
+        the phi-1.5 values are used."""
+        hub = dict(cache_dir=cache_dir, local_files_only=local_files_only, token=token)
+        path = resolve_folder(path, revision=revision, allow_patterns=MODEL_FILES, **hub)
+        if llm_config is not None:
+            llm_config = resolve_folder(llm_config, allow_patterns=LLM_CONFIG_FILES, **hub)
         config, state = read_checkpoint(path, llm_config)
         with torch.device("meta"):  # shapes only: every parameter is replaced by a loaded tensor
             model = cls(config)

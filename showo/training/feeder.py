@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..data.stream import BadSample, BadSampleWarning
-from ..generation.prompting import CAPTION_QUESTION
+from ..generation.processor import ShowoProcessor
 from ..model.image_processing import preprocess_images
 from .config import TrainConfig
 from .sequences import Row, SampleTooLong, lm_row, mixed_row, mmu_row, question_and_answer, sample_generator, t2i_row
@@ -24,9 +24,13 @@ FLOW_KINDS = {"t2i": ("t2i", "class"), "lm": ("lm", "plan"), "mmu": ("mmu", "t2i
 
 
 class RowBuilder:
-    def __init__(self, config: TrainConfig, layout, tokenizer, max_text_length: int) -> None:
-        self.config, self.layout, self.tokenizer = config, layout, tokenizer
-        self.max_text_length = max_text_length
+    """Samples -> training rows, through the same ``ShowoProcessor`` (chat template, layouts) as
+    inference."""
+
+    def __init__(self, config: TrainConfig, processor: ShowoProcessor) -> None:
+        self.config, self.processor = config, processor
+        self.layout, self.tokenizer = processor.layout, processor.tokenizer
+        self.max_text_length = processor.config.max_text_length
 
     def row(self, flow: str, sample: dict[str, Any], position: int) -> Row:
         kind = sample.get("kind")
@@ -41,10 +45,10 @@ class RowBuilder:
         if flow == "lm":
             return lm_row(self.tokenizer.encode(sample["text"]), layout, cfg.max_seq_length)
         if flow == "mmu":
-            turns = sample["turns"] if kind == "mmu" else [(CAPTION_QUESTION, sample["caption"])]
+            turns = sample["turns"] if kind == "mmu" else [(self.processor.caption_question(), sample["caption"])]
             if cfg.mmu_turns == "one":
                 turns = [turns[int(torch.randint(len(turns), (), generator=generator))]]
-            turns = [question_and_answer(self.tokenizer, q, a) for q, a in turns]
+            turns = [question_and_answer(self.processor, q, a) for q, a in turns]
             return mmu_row(sample["codes"], turns, layout, cfg.max_seq_length)
         segments = [s if isinstance(s, torch.Tensor) else self.tokenizer.encode(s) for s in sample["segments"]]
         return mixed_row(segments, layout, cfg.max_seq_length, generator, cfg.min_masking_rate)

@@ -60,7 +60,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "warmup_steps": 10,
         "max_steps": 60,
         "checkpoint_every": 20,
-        "transformer": {"max_seq_length": 400, "sample_prompts": WORLD_PROMPTS[:2]},
+        "transformer": {"max_seq_length": 400, "sample_every": 20, "sample_prompts": WORLD_PROMPTS[:2]},
     },
     "world-tokenizer": {
         "task": "tokenizer",

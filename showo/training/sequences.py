@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..generation.prompting import mmu_sequence, t2i_text_block, understanding_text
+from ..generation.prompting import mmu_sequence, t2i_text_block
 from ..model.layout import TokenLayout
 from .config import FLOWS
 
@@ -168,6 +168,6 @@ def collate(rows: list[Row], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, labels
 
 
-def question_and_answer(tokenizer, question: str, answer: str) -> tuple[list[int], list[int]]:
-    """The released understanding prompt around the question, the answer after a space."""
-    return tokenizer.encode(understanding_text(question)), tokenizer.encode(" " + answer.strip())
+def question_and_answer(processor, question: str, answer: str) -> tuple[list[int], list[int]]:
+    """The question in the processor's chat template (the released one), the answer after a space."""
+    return processor.question_ids(question), processor.tokenizer.encode(" " + answer.strip())

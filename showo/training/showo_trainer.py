@@ -19,7 +19,8 @@ from torch import nn
 
 from ..data.sources import build_source
 from ..generation.generation_config import GenerationConfig
-from ..model.image_processing import grid, save_image
+from ..generation.processor import ShowoProcessor
+from ..model.image_processing import labelled_grid, save_image
 from ..model.omni_attention import omni_attention_mask
 from ..model.transformer import ShowoModel
 from ..pipeline import ShowoPipeline
@@ -70,7 +71,7 @@ class ShowoTrainer(TrainerBase):
         self.generation = self._generation_config(init, resume)
         self.sample_every = cfg.transformer.sample_every
         self.micro_batch = _micro_batches(cfg, acc.num_processes)
-        builder = RowBuilder(cfg, self.model.layout, self.tokenizer, self.model.config.max_text_length)
+        builder = RowBuilder(cfg, ShowoProcessor(self.tokenizer, self.model.config))
         self.feeders = {
             flow: FlowFeeder(flow, build_source(cfg.data[flow], rank=acc.process_index, world_size=acc.num_processes,
                                                 seed=cfg.seed, on_bad_data=cfg.on_bad_data),
@@ -137,12 +138,10 @@ class ShowoTrainer(TrainerBase):
         prompts = list(self.config.transformer.sample_prompts) or ["", ""]
         pipe = self.pipeline()
         self.model.eval()
-        images = pipe.text_to_image(prompts, seed=0)
+        output = pipe(prompts, seed=0)
         self.model.train()
-        folder = self.output / "samples"
-        folder.mkdir(exist_ok=True)
-        picture = grid(images)
-        save_image(picture, folder / f"step-{self.step:08d}.png")
+        labels = [p if p == drawn else f"{p} (planned: {drawn})" for p, drawn in zip(prompts, output.prompts)]
+        save_image(labelled_grid(output.images, labels), self.output / "samples" / f"step-{self.step:08d}.png")
 
 
 def _micro_batches(cfg: TrainConfig, world_size: int) -> dict[str, int]:
