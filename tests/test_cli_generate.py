@@ -51,19 +51,26 @@ def test_a_planning_model_records_the_plan_it_drew(model_dir, tmp_path):
     assert Image.open(out / "00000.png").tobytes() == drawn.tobytes()
 
 
-def test_inpaint_extrapolate_answer(model_dir, tmp_path, capsys):
+def test_inpaint_extrapolate_answer_caption(model_dir, tmp_path, capsys):
     image, mask = tmp_path / "in.png", tmp_path / "mask.png"
     Image.new("RGB", (64, 64), "red").save(image)
     Image.new("L", (64, 64), 255).save(mask)
-    common = ["--model", str(model_dir), "--steps", "2", "--output", str(tmp_path / "o")]
+    out = tmp_path / "o"
+    common = ["--model", str(model_dir), "--steps", "2", "--output", str(out)]
     assert main(["inpaint", str(image), str(mask), "a blue square", *common]) == 0
-    assert Image.open(tmp_path / "o" / "inpainted.png").size == (64, 64)
+    assert Image.open(out / "inpaint-00000.png").size == (64, 64)
+    assert Image.open(out / "inpaint-00000-mask.png").size == (64, 64)
     assert main(["extrapolate", str(image), "more", "--direction", "left", *common]) == 0
-    assert Image.open(tmp_path / "o" / "extrapolated.png").size == (96, 64)
+    assert Image.open(out / "extrapolate-00000.png").size == (96, 64)
+    assert Image.open(out / "extrapolate-00000-mask.png").size == (96, 64)
     assert main(["answer", "what colour?", str(image), str(image), "--model", str(model_dir),
-                 "--max-new-tokens", "3"]) == 0
+                 "--max-new-tokens", "3", "--output", str(out)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert sum(line.startswith(str(image)) for line in lines) == 2
+    assert [json.loads(line)["question"] for line in (out / "answers.jsonl").read_text().splitlines()] == \
+        ["what colour?"] * 2
+    assert main(["caption", str(image), "--model", str(model_dir), "--max-new-tokens", "3", "--output", str(out)]) == 0
+    assert len((out / "captions.jsonl").read_text().splitlines()) == 1
 
 
 def test_errors_are_reported_not_raised(model_dir, tmp_path, capsys):

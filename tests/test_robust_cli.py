@@ -25,13 +25,15 @@ BAD_VALUES = ["", "-1", "1.5", "nan", "abc", "/nonexistent/x", "{dir}", "{file}"
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """A saved tiny pipeline, a picture, a mask, a prompts file, an image folder, a text tokenizer."""
+    """A saved tiny pipeline, a picture, a mask, a prompts file, a JSONL of questions, an image folder, a
+    text tokenizer."""
     root = tmp_path_factory.mktemp("cli")
     pipe = build_tiny_pipeline()
     pipe.save_pretrained(root / "model")
     Image.new("RGB", (64, 64), "red").save(root / "picture.png")
     Image.new("L", (64, 64), 255).save(root / "mask.png")
-    (root / "prompts.txt").write_text("a red circle\n")
+    (root / "prompts.txt").write_text("# prompts\na red circle\n")
+    (root / "questions.jsonl").write_text('{"image": "picture.png", "question": "What colour is it?"}\n')
     (root / "images" / "circle").mkdir(parents=True)
     Image.new("RGB", (64, 64), "blue").save(root / "images" / "circle" / "a.png")
     (root / "a_dir").mkdir()
@@ -46,16 +48,20 @@ def valid_invocations(root: Path, out: Path) -> dict[str, list[str]]:
             "vq.preset=tiny"]
     return {
         "convert": ["convert", str(root / "model"), str(out / "converted")],
-        "generate": ["generate", "a red circle", *model, "--output", str(out / "gen"), "--steps", "2"],
+        "generate": ["generate", "a red circle", *model, "--output", str(out / "gen"), "--steps", "1"],
         "inpaint": ["inpaint", str(root / "picture.png"), str(root / "mask.png"), "a blue square", *model,
-                    "--output", str(out / "inpaint"), "--steps", "2"],
-        "extrapolate": ["extrapolate", str(root / "picture.png"), "a red circle", *model,
-                        "--output", str(out / "extra"), "--steps", "2"],
-        "answer": ["answer", "What colour is it?", str(root / "picture.png"), *model, "--max-new-tokens", "2"],
+                    "--output", str(out / "inpaint"), "--steps", "1"],
+        "extrapolate": ["extrapolate", str(root / "picture.png"), "a red circle", *model, "--no-keep-unmasked",
+                        "--output", str(out / "extra"), "--steps", "1"],
+        "answer": ["answer", "What colour is it?", str(root / "picture.png"), *model, "--max-new-tokens", "2",
+                   "--output", str(out / "answers")],
+        "answer --jsonl": ["answer", "--jsonl", str(root / "questions.jsonl"), *model, "--max-new-tokens", "2",
+                           "--do-sample", "--top-k", "3", "--output", str(out / "jsonl")],
+        "caption": ["caption", str(root / "picture.png"), *model, "--max-new-tokens", "2",
+                    "--output", str(out / "captions")],
         "train": ["train", "--preset", "tiny", "--output", str(out / "train"), "--max-steps", "1", *tiny],
         "pre-encode": ["pre-encode", "--source-type", "image_folder", "--path", str(root / "images"),
-                       "--vq", str(root / "model" / "vq"), "--output", str(out / "tokens"), "--image-size", "64",
-                       "--max-samples", "1"],
+                       "--vq", str(root / "model" / "vq"), "--output", str(out / "tokens"), "--max-samples", "1"],
         "serve": ["serve", *model],
         "quickstart": ["quickstart", *model, "--ci", "--output", str(out / "quick")],
     }
@@ -99,16 +105,26 @@ def sweep(root: Path, out: Path) -> list[list[str]]:
 
 @pytest.fixture
 def no_server_no_evaluation(monkeypatch, world):
-    """serve returns at once; the quickstart's evaluation returns empty metrics; the valid model folder
-    is loaded once (every other folder, good or bad, is loaded for real)."""
+    """serve returns at once; the quickstart's evaluation returns empty metrics; each set of folders,
+    good or bad, is loaded for real once, its pipeline or its error given again to later loads of it
+    (loading is deterministic, and the sweep repeats the same folders across commands)."""
     monkeypatch.setattr(cli_main, "serve", lambda *args, **kwargs: None)
     load, model = ShowoPipeline.from_pretrained, str(world / "model")
-    cached = load(model)
+    cached, loaded = load(model), {}
 
-    def from_pretrained(model_dir, vq=None, tokenizer=None, llm_config=None, device="cpu", dtype=None):
-        if (str(model_dir), vq, tokenizer, llm_config, dtype) == (model, None, None, None, None):
+    def from_pretrained(model_dir, vq=None, tokenizer=None, llm_config=None, device=None, torch_dtype=None, **hub):
+        if (str(model_dir), vq, tokenizer, llm_config, torch_dtype) == (model, None, None, None, None):
             return cached
-        return load(model_dir, vq=vq, tokenizer=tokenizer, llm_config=llm_config, device=device, dtype=dtype)
+        key = (str(model_dir), vq, tokenizer, llm_config, str(device), torch_dtype, tuple(sorted(hub.items())))
+        if key not in loaded:
+            try:
+                loaded[key] = load(model_dir, vq=vq, tokenizer=tokenizer, llm_config=llm_config, device=device,
+                                   torch_dtype=torch_dtype, **hub)
+            except Exception as e:
+                loaded[key] = e
+        if isinstance(loaded[key], Exception):
+            raise loaded[key].with_traceback(None)
+        return loaded[key]
 
     monkeypatch.setattr(ShowoPipeline, "from_pretrained", from_pretrained)
     monkeypatch.setattr(quickstart, "evaluate", lambda pipe, budget, seed, progress: ({}, {}))

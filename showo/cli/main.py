@@ -1,10 +1,13 @@
 """The ``showo`` command line: ``main`` dispatches to each sub-command. ``convert``, ``serve`` and
-``quickstart`` are here; ``generate`` and its siblings in ``generate``, ``train`` and
-``pre-encode`` in ``train``."""
+``quickstart`` are here; ``generate`` in ``generate``, ``inpaint`` and ``extrapolate`` in ``edit``,
+``answer`` and ``caption`` in ``understand``, ``train`` and ``pre-encode`` in ``train``; the options
+they share in ``options``. Every command that loads a model defaults ``--model`` to the shipped
+one and says on stderr which model it loaded."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 from collections.abc import Sequence
 from importlib.metadata import version
@@ -19,8 +22,11 @@ from ..model.convert import convert_folder
 from ..web.limits import MB, Limits
 from ..web.server import serve
 from .console import check_device, debugging, run_command, say
+from .edit import register as register_edit
 from .generate import register as register_generate
+from .options import DefaultsHelpFormatter, add_command, add_device_argument, model_folder, say_model
 from .train import register_pre_encode, register_train
+from .understand import register as register_understand
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
@@ -33,22 +39,26 @@ def _convert(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="showo", description="Show-o: understand and generate images.")
+    parser = argparse.ArgumentParser(prog="showo", description="Show-o: understand and generate images.",
+                                     formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--version", action="version", version=f"showo {version('showo')}")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error instead of one line (or set SHOWO_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    convert = sub.add_parser("convert", help="turn a released Show-o or MAGVIT-v2 folder into showo's format")
+    convert = add_command(sub, "convert", help="turn a released Show-o or MAGVIT-v2 folder into showo's format")
     convert.add_argument("source", help="released folder (config.json + pytorch_model.{safetensors,bin})")
     convert.add_argument("destination", help="output folder (config.json + model.safetensors)")
     convert.add_argument("--llm-config", help="folder with the base LLM's config.json (default: phi-1.5 values)")
-    convert.add_argument("--dtype", choices=sorted(DTYPES), help="store the weights in this precision")
+    convert.add_argument("--dtype", choices=sorted(DTYPES),
+                         help="store the weights in this precision (default: as they are stored in SOURCE)")
     convert.add_argument("--overwrite", action="store_true",
                          help="replace a showo folder already at DESTINATION (never a folder showo did not write)")
     convert.set_defaults(run=_convert)
 
     register_generate(sub)
+    register_edit(sub)
+    register_understand(sub)
     register_train(sub)
     register_pre_encode(sub)
     register_serve(sub)
@@ -62,45 +72,64 @@ def run_serve(args: argparse.Namespace) -> None:
                     queue_size=args.queue_size)
     if importlib.util.find_spec("gradio") is None:  # not imported here: build_app sets its temp dir first
         raise SystemExit("showo serve: the web demo needs gradio: pip install 'showo[demo]'")
-    serve(args.model, args.host, args.port, limits, str(check_device(args.device)))
+    device = str(check_device(args.device))
+    folder, described = model_folder(args.model)
+    say_model(args.command, described)
+    serve(folder, args.host, args.port, limits, device)
 
 
 def register_serve(sub) -> None:
     defaults = Limits()
-    parser = sub.add_parser("serve", help="the web demo in the browser (gradio)")
-    parser.add_argument("--model", help="folder from ShowoPipeline.save_pretrained (default: the shipped model)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--max-steps", type=int, default=defaults.max_steps, help="MaskGIT steps per image")
-    parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens, help="text tokens per answer")
-    parser.add_argument("--max-upload-mb", type=float, default=defaults.max_upload_bytes / MB)
+    parser = add_command(sub, "serve", help="the web demo in the browser (gradio)")
+    parser.add_argument("--model", help="pipeline folder from ShowoPipeline.save_pretrained (default: the shipped "
+                                        "model of the built-in world)")
+    add_device_argument(parser)
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 for every "
+                             "network interface)")
+    parser.add_argument("--port", type=int, default=7860, help="port to listen on")
+    parser.add_argument("--max-steps", type=int, default=defaults.max_steps,
+                        help="the most MaskGIT steps a visitor may ask for per image")
+    parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens,
+                        help="the most text tokens a visitor may ask for per answer")
+    parser.add_argument("--max-upload-mb", type=float, default=defaults.max_upload_bytes / MB,
+                        help="the largest upload, in megabytes")
     parser.add_argument("--concurrency", type=int, default=defaults.concurrency, help="model calls at once")
-    parser.add_argument("--queue-size", type=int, default=defaults.queue_size, help="requests that may wait")
+    parser.add_argument("--queue-size", type=int, default=defaults.queue_size,
+                        help="requests that may wait for a model call")
     parser.set_defaults(run=run_serve)
 
 
 def _quickstart(args: argparse.Namespace) -> None:
-    metrics = run_quickstart(args.output, args.model, Budget.ci() if args.ci else Budget(), args.retrain, args.seed)
+    model = args.model  # with --retrain: the model it trains (and --model is refused)
+    if not args.retrain:
+        model, described = model_folder(args.model)
+        say_model(args.command, described)
+    metrics = run_quickstart(args.output, model, Budget.ci() if args.ci else Budget(), args.retrain, args.seed)
     print(metric_table(metrics, RETRAIN_TARGETS if args.retrain else TARGETS))
     say(f"report: {Path(args.output) / 'report.html'}")
 
 
 def register_quickstart(sub) -> None:
-    p = sub.add_parser("quickstart", help="run every task with a model and measure it on the built-in world",
-                       description="Measure a Show-o model (default: the shipped one) on the held-out split of "
-                                   "the built-in world and write OUTPUT/report.html and OUTPUT/metrics.json.")
+    p = add_command(sub, "quickstart", help="run every task with a model and measure it on the built-in world",
+                    description="Measure a Show-o model (default: the shipped one) on the held-out split of "
+                                "the built-in world and write OUTPUT/report.html and OUTPUT/metrics.json.")
     p.add_argument("--output", type=Path, default=Path("outputs/quickstart"), help="folder for the report")
-    p.add_argument("--model", help="pipeline folder (save_pretrained); default: the shipped model")
+    p.add_argument("--model", help="pipeline folder from ShowoPipeline.save_pretrained (default: the shipped model)")
     p.add_argument("--ci", action="store_true", help="a few items of each part: checks that everything runs")
     p.add_argument("--retrain", action="store_true",
                    help="train the tokenizer and a model from scratch first (the world recipe cut to 24 to 28 min "
                         "on 2 CPU cores)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the evaluation")
     p.set_defaults(run=_quickstart)
+
+
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
+    return build_parser()  # built once per process: parsing does not change it
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``showo ARGV``; returns the exit code (see ``console``: 2 for a user error, one line)."""
-    args = build_parser().parse_args(argv)
+    args = _parser().parse_args(argv)
     return run_command(args.command, lambda: args.run(args), debugging(args))
