@@ -33,7 +33,7 @@ from .generation.processor import ShowoProcessor
 from .generation.sampling import check_sampling_args
 from .model.checkpoint_io import replace_folder
 from .model.hub import resolve_folder
-from .model.image_processing import ImageLike, load_mask, postprocess_images
+from .model.image_processing import ImageLike, load_image, load_mask, postprocess_images
 from .model.magvit2 import MagvitV2
 from .model.text_tokenizer import TextTokenizer
 from .model.transformer import ShowoModel, check_compatible
@@ -366,7 +366,8 @@ class ShowoPipeline:
         prompt = self.processor.prompt(prompt)
         callback = self._step_callback(callback_on_step_end, steps)
         self._image_sampling(1, steps, guidance_scale, schedule, temperature, seed, mode, callback, False)
-        original = self.processor.resized(image)
+        source = load_image(image)
+        original, mask = self.processor.resized(source), self.processor.resized_mask(load_mask(mask), source.size)
         codes = self.encode_images([original])[0]
         size = self.config.image_size
         region = mask_to_grid(mask, size, size // self.config.downsample_factor).to(codes.device)

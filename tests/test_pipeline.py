@@ -54,9 +54,10 @@ def test_inpaint_keeps_the_unmasked_tokens(tiny_pipeline):
     mask.paste(255, (0, 0, 32, 32))  # top-left quarter of the image
     region = mask_to_grid(mask, SIZE, 8)
     assert region.view(8, 8)[:4, :4].all() and region.sum() == 16
-    result = tiny_pipeline.inpaint(picture(), mask, "a blue square", steps=3, seed=1)
+    with pytest.warns(UserWarning, match="mask of 64x64 stretched to its picture's 80x64"):
+        result = tiny_pipeline.inpaint(picture(), mask, "a blue square", steps=3, seed=1)
     assert result.size == (SIZE, SIZE)
-    with pytest.warns(UserWarning, match="resized"):
+    with pytest.warns(UserWarning, match="mask of 32x32 stretched to its picture's 80x64"):
         tiny_pipeline.inpaint(picture(), mask.resize((32, 32)), "a blue square", steps=2, seed=1)
 
 

@@ -8,6 +8,7 @@ import inspect
 import numpy as np
 import pytest
 import torch
+from conftest import build_tiny_pipeline
 from PIL import Image
 
 from showo import ShowoPipeline
@@ -84,14 +85,11 @@ def test_callback_on_step_end_sees_every_step(tiny_pipeline):
     assert seen == [(True, s, 4, (1, 64), 3) for s in range(4)]
 
 
-def test_to_moves_and_casts_the_whole_pipeline(tiny_pipeline):
-    pipe = ShowoPipeline(tiny_pipeline.model, tiny_pipeline.vq, tiny_pipeline.tokenizer)
-    try:
-        assert pipe.to(torch.bfloat16) is pipe and pipe.dtype == torch.bfloat16 and pipe.vq_dtype == torch.bfloat16
-        assert len(pipe("a", steps=2, seed=0).images) == 1  # runs in bf16
-        assert pipe.to("cpu", torch.float32).dtype == torch.float32 and pipe.device.type == "cpu"
-    finally:
-        pipe.to(torch.float32)
+def test_to_moves_and_casts_the_whole_pipeline():
+    pipe = build_tiny_pipeline()  # its own weights: a round trip through bf16 changes them
+    assert pipe.to(torch.bfloat16) is pipe and pipe.dtype == torch.bfloat16 and pipe.vq_dtype == torch.bfloat16
+    assert len(pipe("a", steps=2, seed=0).images) == 1  # runs in bf16
+    assert pipe.to("cpu", torch.float32).dtype == torch.float32 and pipe.device.type == "cpu"
 
 
 def test_every_task_has_an_explicit_signature():
@@ -158,3 +156,13 @@ def test_from_pretrained_takes_device_and_torch_dtype(tmp_path, tiny_pipeline):
     assert loaded.dtype == torch.bfloat16 and loaded.vq_dtype == torch.bfloat16
     assert loaded.device.type == ("cuda" if torch.cuda.is_available() else "cpu")  # CUDA when there is one
     assert ShowoPipeline.from_pretrained(tmp_path / "pipe", device="cpu").device.type == "cpu"
+
+
+def test_a_mask_is_cropped_as_its_picture_is(tiny_pipeline):
+    wide = Image.new("RGB", (128, 64), "white")  # resized to 128x64 -> 64 high, then the centre 64 columns
+    mask = Image.new("L", (128, 64), 0)
+    mask.paste(255, (32, 0, 64, 64))  # the left half of what the model sees
+    kept = pixels(tiny_pipeline.inpaint(wide, mask, "a circle", steps=2, seed=0))
+    seen = pixels(tiny_pipeline.processor.resized(wide))
+    assert (kept[:, 32:] == seen[:, 32:]).all()  # the right half is outside the mask: the input's own
+    assert (kept[:, :32] != seen[:, :32]).any()  # the left half was drawn anew

@@ -12,13 +12,14 @@ numbers.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
 from PIL import Image
 
 from ..model.config import ShowoConfig
-from ..model.image_processing import ImageLike, load_image, postprocess_images, preprocess_images
+from ..model.image_processing import ImageLike, load_image, postprocess_images, preprocess_images, resize_and_crop
 from ..model.text_tokenizer import TextTokenizer
 from . import arguments
 from .generate_text import decode_answers, left_pad
@@ -43,6 +44,15 @@ class ShowoProcessor:
     def resized(self, image: ImageLike) -> Image.Image:
         """``image`` as the model sees it: RGB, resized and cropped to the model's image size."""
         return postprocess_images(self.pixels([image]))[0]
+
+    def resized_mask(self, mask: Image.Image, picture_size: tuple[int, int]) -> Image.Image:
+        """A grayscale ``mask`` of a picture of ``picture_size`` (width, height), cropped as the
+        picture is: stretched to the picture's size if it differs, then resized and centre cropped."""
+        if mask.size != picture_size:
+            warnings.warn(f"mask of {mask.size[0]}x{mask.size[1]} stretched to its picture's "
+                          f"{picture_size[0]}x{picture_size[1]}", stacklevel=3)
+            mask = mask.resize(picture_size, Image.BILINEAR)
+        return resize_and_crop(mask.convert("L"), self.config.image_size)
 
     # -- text-to-image ----------------------------------------------------------------------------
     def prompts(self, prompts: str | Sequence[str], name: str = "prompts") -> list[str]:
