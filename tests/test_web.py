@@ -18,7 +18,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from showo.web.limits import Limits, check_float, check_image_header, check_int, check_text, open_checked_image
-from showo.web.tasks import denoising, draw_scene, friendly, painted_mask
+from showo.web.tasks import STRIP_COLUMNS, STRIP_GAP, denoising, denoising_strip, draw_scene, friendly, painted_mask
 
 LIMITS = Limits(max_steps=8, max_batch=2, max_new_tokens=16, max_images=2, max_upload_bytes=256 * 1024,
                 max_image_side=512, max_image_pixels=512 * 512)
@@ -131,6 +131,21 @@ def test_friendly_turns_errors_into_page_messages():
         list(friendly(stream)())
 
 
+def strip_size(frames: int, columns: int) -> tuple[int, int]:
+    rows = -(-frames // columns)
+    return columns * 64 + (columns - 1) * STRIP_GAP, rows * 64 + (rows - 1) * STRIP_GAP
+
+
+def test_denoising_strip_wraps_into_rows_of_one_width():
+    frames = [Image.new("RGB", (64, 64), (4 * i, 0, 0)) for i in range(50)]
+    assert STRIP_COLUMNS == 10
+    for steps, columns in [(1, 1), (3, 3), (24, 10), (50, 10)]:
+        sizes = [denoising_strip(frames[:n], steps).size for n in range(1, steps + 1)]
+        assert sizes == [strip_size(n, columns) for n in range(1, steps + 1)]  # one width from the first step
+    strip = denoising_strip(frames, 50)  # frame 23: row 2, column 3
+    assert strip.getpixel((3 * (64 + STRIP_GAP) + 5, 2 * (64 + STRIP_GAP) + 5)) == (92, 0, 0)
+
+
 def test_denoising_yields_every_step_and_stops_when_closed(tiny_pipeline):
     steps = list(denoising(tiny_pipeline, ["a red circle"], steps=3, seed=0, guidance_scale=1.0))
     assert [s for s, _ in steps] == [0, 1, 2]
@@ -204,7 +219,7 @@ def test_text_to_image_streams_every_step(client):
     job = client.submit("a red circle at the top left", 3, 1.75, 0, 2, api_name="/text_to_image")
     gallery, strip, status = job.result(timeout=60)
     assert [Image.open(item["image"]).size for item in gallery] == [(64, 64), (64, 64)]
-    assert Image.open(strip).size == (3 * 64, 64) and status == "step 3 of 3"
+    assert Image.open(strip).size == strip_size(3, 3) and status == "step 3 of 3"
     assert len(job.outputs()) == 3  # one update per MaskGIT step
 
 
@@ -220,10 +235,9 @@ def test_inpaint_and_extrapolate(client, files):
 
 
 def test_answer_chat_and_caption(client, files):
-    history, box = client.predict(handle_file(files["scene"]), "What colour is the circle?", [], 4,
-                                  api_name="/answer")
-    history, box = client.predict(handle_file(files["scene"]), "And its shape?", history, 4, api_name="/answer")
-    assert [m["role"] for m in history] == ["user", "assistant"] * 2 and box == ""
+    history = client.predict(handle_file(files["scene"]), "What colour is the circle?", [], 4, api_name="/answer")
+    history = client.predict(handle_file(files["scene"]), "And its shape?", history, 4, api_name="/answer")
+    assert [m["role"] for m in history] == ["user", "assistant"] * 2
     assert history[2]["content"][0]["text"] == "And its shape?" and history[3]["content"][0]["text"]
     assert isinstance(caption(client, files), str) and caption(client, files)
     with pytest.raises(AppError, match="please enter a question"):
@@ -297,7 +311,7 @@ def test_twenty_concurrent_requests_all_finish(client, files):
     calls = [
         lambda i: client.predict(f"{i} blue squares", 2, 1.0, i, 1, api_name="/text_to_image")[2],
         lambda i: client.predict(scene, 2, api_name="/caption"),
-        lambda i: client.predict(scene, f"question {i}?", [], 2, api_name="/answer")[0][1]["role"],
+        lambda i: client.predict(scene, f"question {i}?", [], 2, api_name="/answer")[1]["role"],
     ]
     start = time.monotonic()
     with ThreadPoolExecutor(max_workers=20) as pool:
@@ -307,3 +321,105 @@ def test_twenty_concurrent_requests_all_finish(client, files):
     assert [r for i, r in enumerate(results) if i % 3 == 0] == ["step 2 of 2"] * 7
     assert time.monotonic() - start < 120
     assert caption(client, files)
+
+
+# -- the examples of every tab, on the shipped model ------------------------------------------------
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    """(Tasks on the shipped model, the example files as the page writes them)."""
+    from showo.pipeline import ShowoPipeline, shipped_model_dir
+    from showo.web.tasks import Tasks
+    from showo.web.ui import example_images
+
+    try:
+        pipe = ShowoPipeline.from_pretrained(shipped_model_dir())
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    with pytest.MonkeyPatch.context() as env:  # where the mixed tab's gr.Image messages write their pictures
+        env.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
+        yield Tasks(pipe, Limits()), example_images(tmp_path_factory.mktemp("examples"))
+
+
+def sampling(tasks) -> tuple:
+    """The page's starting steps, guidance scale and seed."""
+    return tasks.pipe.generation.steps, tasks.pipe.generation.guidance_scale, 0
+
+
+def test_text_to_image_examples(shipped):
+    from showo.web.ui import EXAMPLE_PROMPTS
+    from showo.world import caption_matches, read_scene
+
+    tasks, _ = shipped
+    assert len(set(EXAMPLE_PROMPTS)) == len(EXAMPLE_PROMPTS)
+    for prompt in EXAMPLE_PROMPTS:
+        *_, (images, _, _) = tasks.text_to_image(prompt, *sampling(tasks), 4)  # the last step's update
+        scenes = [read_scene(image) for image in images]
+        assert all(caption_matches(prompt, scene) for scene in scenes), (prompt, scenes)
+
+
+def test_inpainting_examples(shipped):
+    from showo.web.ui import EXAMPLE_SCENES, INPAINT_EXAMPLES, inpaint_example
+    from showo.world import caption_matches, read_scene
+    from showo.world.scene import slot_box
+
+    tasks, files = shipped
+    assert len({name for name, _, _ in INPAINT_EXAMPLES}) == len({p for _, _, p in INPAINT_EXAMPLES}) > 1
+    for name, slot, prompt in INPAINT_EXAMPLES:
+        paths = inpaint_example(files, name, slot)
+        editor = {"background": Image.open(paths["background"]).convert("RGBA"),
+                  "layers": [Image.open(p).convert("RGBA") for p in paths["layers"]],
+                  "composite": Image.open(paths["composite"])}
+        assert painted_mask(editor["layers"], (64, 64)).getbbox() == slot_box(slot, 64)
+        scene = read_scene(tasks.inpaint(editor, prompt, *sampling(tasks)))
+        assert caption_matches(prompt, scene, complete=True), (prompt, scene)
+        kept = [o for o in EXAMPLE_SCENES[name].objects if o.slot != slot]
+        assert all(o in scene.objects for o in kept), (name, scene)  # the unpainted part is the same
+
+
+def test_extrapolation_examples(shipped):
+    from showo.web.ui import EXTRAPOLATE_EXAMPLES
+    from showo.world import caption_matches, read_scene
+
+    tasks, files = shipped
+    assert len({direction for _, _, direction in EXTRAPOLATE_EXAMPLES}) == len(EXTRAPOLATE_EXAMPLES)
+    for name, prompt, direction in EXTRAPOLATE_EXAMPLES:
+        out = tasks.extrapolate(files[name], prompt, direction, *sampling(tasks))
+        w, h = out.size
+        window = {"right": (w - 64, 0, w, 64), "left": (0, 0, 64, 64), "down": (0, h - 64, 64, h),
+                  "up": (0, 0, 64, 64)}[direction]  # the new picture: the kept half and the grown one
+        assert (w, h) == ((96, 64) if direction in ("left", "right") else (64, 96))
+        scene = read_scene(out.crop(window))
+        assert caption_matches(prompt, scene, complete=True), (prompt, scene)
+
+
+def test_question_and_caption_examples(shipped):
+    from showo.web.ui import CAPTION_EXAMPLES, CAPTION_TOKENS, EXAMPLE_SCENES, VQA_EXAMPLES, VQA_TOKENS
+    from showo.world import answer_matches, answer_question, caption_matches
+
+    tasks, files = shipped
+    assert len({q for _, q in VQA_EXAMPLES}) == len(VQA_EXAMPLES) and len(set(CAPTION_EXAMPLES)) > 1
+    for name, question in VQA_EXAMPLES:
+        expected = answer_question(question, EXAMPLE_SCENES[name])
+        assert expected is not None, question  # a question of the world's kinds
+        reply = tasks.answer(files[name], question, [], VQA_TOKENS)[-1]["content"]
+        assert answer_matches(reply, expected), (question, reply, expected)
+    for name in CAPTION_EXAMPLES:
+        caption = tasks.caption(files[name], CAPTION_TOKENS)
+        assert caption_matches(caption, EXAMPLE_SCENES[name], complete=True), (name, caption)
+
+
+def test_mixed_examples(shipped):
+    from showo.evaluation.tasks import mixed_consistency
+    from showo.web.ui import MIXED_EXAMPLES, MIXED_IMAGES, MIXED_TOKENS
+
+    tasks, _ = shipped
+    assert len(set(MIXED_EXAMPLES)) == len(MIXED_EXAMPLES)
+    for prompt in MIXED_EXAMPLES:
+        messages = tasks.mixed(prompt, MIXED_IMAGES, MIXED_TOKENS, tasks.pipe.generation.steps, 0)
+        segments = [Image.open(m["content"].value["path"]) if isinstance(m["content"], gr.Image) else m["content"]
+                    for m in messages[1:]]
+        pictures = [s for s in segments if not isinstance(s, str)]
+        texts = [s.strip() for s in segments if isinstance(s, str)]
+        assert messages[0]["content"] == prompt and len(pictures) == MIXED_IMAGES, (prompt, segments)
+        assert all(t and t[0].isupper() and t.endswith(".") for t in texts), (prompt, texts)  # whole sentences
+        assert all(mixed_consistency(prompt, segments)), (prompt, texts)

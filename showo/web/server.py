@@ -30,9 +30,29 @@ from .limits import Limits, check_body_size
 log = logging.getLogger("showo.web")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 # The model's pictures are small (64x64 for the built-in world): show them large and sharp.
+# Every picture is shown whole (tests/test_web_browser.py measures it): the gallery takes the height
+# of its pictures (gradio's scrolls at a fixed height, cropping one large picture to its top and
+# hiding all rows but the first), at most 440 px wide: one picture large, two to four two a row.
+# The label of a gallery, an image or a chat floats over its top left and its buttons over its top
+# right: pictures and the chat history start below them.
 CSS = """
 .pixelated img, .pixelated canvas { image-rendering: pixelated; }
 .pixelated .image-frame img { object-fit: contain !important; }
+.fit-gallery { height: auto !important; }
+.fit-gallery .grid-wrap { height: auto !important; min-height: 0 !important; max-height: none !important;
+  overflow: visible !important; padding: 40px var(--size-2) var(--size-2) !important; }
+.fit-gallery .grid-container { max-width: 440px; margin: 0 auto; padding-top: 0 !important;
+  grid-template-columns: repeat(var(--grid-cols), minmax(0, 1fr)) !important; grid-template-rows: none !important;
+  grid-auto-rows: auto !important; }
+.fit-gallery .thumbnail-item { aspect-ratio: 1 / 1; height: auto !important; border-radius: 0 !important; }
+.fit-gallery .thumbnail-item img { object-fit: contain !important; border-radius: 0 !important; }
+.below-label .image-container { padding-top: 40px; box-sizing: border-box; }
+.fit-strip .image-frame { width: 100%; height: auto !important; }
+.fit-strip .image-frame img { width: 100%; height: auto !important; max-height: 320px; }
+.chat-pictures .message .image-frame img { width: min(160px, 40vw) !important; height: auto !important;
+  aspect-ratio: 1 / 1; object-fit: contain !important; }
+.below-toolbar .bubble-wrap { margin-top: 40px; height: calc(100% - 40px) !important; padding-top: var(--spacing-md); }
+.below-toolbar > [data-testid=status-tracker]:has(> .error) { display: none !important; }
 """
 
 

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from ..generation.editing import DIRECTIONS
 from ..generation.generate_mixed import generate_mixed
 from ..generation.prompting import CAPTION_QUESTION, understanding_text
-from ..model.image_processing import grid, resize_and_crop
+from ..model.image_processing import resize_and_crop
 from .limits import (
     Limits,
     check_float,
@@ -44,6 +44,8 @@ from .limits import (
 log = logging.getLogger("showo.web")
 MAX_GUIDANCE = 20.0
 MAX_HISTORY = 40  # chat messages kept (and sent back and forth) per conversation
+STRIP_COLUMNS = 10  # frames a row in the denoising strip: at 50 steps, 5 rows that stay readable
+STRIP_GAP = 2  # pixels between frames
 
 
 # -- errors ---------------------------------------------------------------------------------
@@ -246,7 +248,7 @@ class Tasks:
             with torch.inference_mode():
                 images = self.pipe.decode_codes(codes)
             frames.append(images[0])
-            yield images, grid(frames, columns=len(frames)), f"step {step + 1} of {sampling['steps']}"
+            yield images, denoising_strip(frames, sampling["steps"]), f"step {step + 1} of {sampling['steps']}"
 
     def inpaint(self, editor, prompt, steps, guidance_scale, seed) -> Image.Image:
         if not editor or editor.get("background") is None:
@@ -273,14 +275,14 @@ class Tasks:
         self._fits(4 + self.pipe.config.num_image_tokens + question_tokens, max_new_tokens)  # <mmu> <soi> <eoi> <sot>
         return self.pipe.answer(image, question, max_new_tokens=max_new_tokens)[0] or "(no answer)"
 
-    def answer(self, image, question, history, max_new_tokens):
-        """One chat turn about the image; returns (history, "") to clear the question box."""
+    def answer(self, image, question, history, max_new_tokens) -> list[dict]:
+        """One chat turn about the image; returns the history with the question and its answer."""
         question = check_text("question", question, self.limits)
         if not isinstance(history, list):
             raise ValueError("the chat history is malformed")
         reply = self._answer(image, question, max_new_tokens)
         turn = [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
-        return (history + turn)[-MAX_HISTORY:], ""
+        return (history + turn)[-MAX_HISTORY:]
 
     def caption(self, image, max_new_tokens) -> str:
         return self._answer(image, CAPTION_QUESTION, max_new_tokens)
@@ -311,6 +313,20 @@ def painted_mask(layers: list[Image.Image], size: tuple[int, int]) -> Image.Imag
         luma = rgba[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
         mask |= (rgba[..., 3] > 127) & (luma > 127)
     return Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
+
+
+def denoising_strip(frames: list[Image.Image], steps: int) -> Image.Image:
+    """The frames so far, ``STRIP_COLUMNS`` a row (fewer when there are fewer steps), ``STRIP_GAP``
+    white pixels apart. Its width is that of a full row from the first step on, so the page shows
+    every frame at one size while rows are added."""
+    columns = max(1, min(steps, STRIP_COLUMNS))
+    rows = (len(frames) + columns - 1) // columns
+    w, h = frames[0].size
+    canvas = Image.new("RGB", (columns * w + (columns - 1) * STRIP_GAP, rows * h + (rows - 1) * STRIP_GAP),
+                       "white")
+    for i, frame in enumerate(frames):
+        canvas.paste(frame, ((i % columns) * (w + STRIP_GAP), (i // columns) * (h + STRIP_GAP)))
+    return canvas
 
 
 class _Cancelled(Exception):
