@@ -32,3 +32,13 @@ def test_mmu_and_lm_layouts():
     assert ids.tolist() == [[PHI.mmu_id, PHI.soi_id, 50306, 50307, 50308, 50309, PHI.eoi_id, 50256, 7, 8]]
     lm = lm_prompt([[5, 6], list(range(10))], PHI, max_length=6)
     assert lm.tolist() == [[50256, 5, 6, 50256, PHI.pad_id, PHI.pad_id], [50256, 0, 1, 2, 3, 4]]
+
+
+def test_raw_codes_are_refused_with_a_hint():
+    layout = TokenLayout(text_vocab_size=512, codebook_size=1024, bos_id=0, eos_id=0)
+    codes = torch.randint(0, layout.codebook_size, (1, 64))
+    with pytest.raises(ValueError, match=r"raw image codes\? pass layout.image_ids\(codes\)"):
+        mmu_prompt(codes, [5, 6], layout)
+    with pytest.raises(ValueError, match=r"image ids must lie in"):
+        t2i_prompt([[5]], codes, layout, 16)
+    assert mmu_prompt(layout.image_ids(codes), [5, 6], layout).shape == (1, 1 + 64 + 2 + 1 + 2)

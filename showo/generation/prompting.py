@@ -74,7 +74,9 @@ def mmu_sequence(image_ids: Sequence[int], text_ids: Sequence[int], layout: Toke
 
 
 def mmu_prompt(image_ids: torch.Tensor, text_ids: Sequence[int], layout: TokenLayout) -> torch.Tensor:
-    """(B, 1 + N + 2 + 1 + T): one question for every image of the batch."""
+    """(B, 1 + N + 2 + 1 + T): one question for every image of the batch. ``image_ids`` are token ids
+    of image codes (``layout.image_ids(codes)``), not the codes ``MagvitV2.encode`` returns."""
+    check_image_ids(image_ids, layout, allow_mask=False)
     rows = [mmu_sequence(row, text_ids, layout) for row in image_ids.tolist()]
     return torch.tensor(rows, dtype=torch.long, device=image_ids.device)
 
@@ -88,7 +90,19 @@ def lm_prompt(text_ids: Sequence[Sequence[int]], layout: TokenLayout, max_length
     return torch.tensor(rows, dtype=torch.long)
 
 
+def check_image_ids(image_ids: torch.Tensor, layout: TokenLayout, allow_mask: bool = True) -> None:
+    """Refuse ids that are not image-code ids (or [MASK] where allowed): most often the raw codes of
+    ``MagvitV2.encode``, which are text ids in the model's vocabulary and would read as nonsense."""
+    ok = layout.is_image_slot(image_ids) if allow_mask else layout.is_image_code(image_ids)
+    if image_ids.numel() and not bool(ok.all()):
+        low, high = int(image_ids.min()), int(image_ids.max())
+        hint = " (raw image codes? pass layout.image_ids(codes))" if low >= 0 and high < layout.codebook_size else ""
+        raise ValueError(f"image ids must lie in [{layout.image_offset}, {layout.mask_id}"
+                         f"{']' if allow_mask else ')'}, got values in [{low}, {high}]{hint}")
+
+
 def wrap_image(image_ids: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
+    check_image_ids(image_ids, layout)
     batch = image_ids.shape[0]
     soi = torch.full((batch, 1), layout.soi_id, dtype=torch.long, device=image_ids.device)
     eoi = torch.full((batch, 1), layout.eoi_id, dtype=torch.long, device=image_ids.device)
