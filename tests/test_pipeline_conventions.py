@@ -61,7 +61,8 @@ def test_negative_prompt_replaces_the_empty_unconditional_prompt(tiny_pipeline):
                                         negative_prompt="a blue square")
     assert pixels(base[0]).tolist() == pixels(empty[0]).tolist()
     assert pixels(base[0]).tolist() != pixels(other[0]).tolist()
-    _, uncond = tiny_pipeline.processor.t2i_inputs(["a"], torch.zeros(1, 64, dtype=torch.long), ["blue"])
+    blank = torch.full((1, 64), tiny_pipeline.model.layout.mask_id)
+    _, uncond = tiny_pipeline.processor.t2i_inputs(["a"], blank, ["blue"])
     assert tiny_pipeline.tokenizer.encode("blue")[0] in uncond[0].tolist()
     with pytest.raises(ValueError, match="2 prompts but 3 negative_prompts"):
         tiny_pipeline.text_to_image(["a", "b"], negative_prompt=["x", "y", "z"])
