@@ -78,8 +78,11 @@ def run_command(command: str, run: Callable[[], None], debug: bool) -> int:
     return 0
 
 
-def check_device(name: str) -> torch.device:
-    """``name`` as a device this torch can use, or a ValueError that says why not."""
+def check_device(name: str | None) -> torch.device:
+    """``name`` as a device this torch can use, or a ValueError that says why not; None: CUDA when
+    torch sees a GPU, else the CPU."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError as e:

@@ -55,7 +55,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="cpu", help="where to run: cpu, cuda, cuda:1 or mps")
+    parser.add_argument("--device", help="where to run: cpu, cuda, cuda:1 or mps (default: cuda when torch sees a GPU, "
+                                         "else cpu)")
 
 
 def model_folder(model: str | Path | None) -> tuple[str | Path, str]:
