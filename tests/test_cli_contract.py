@@ -124,7 +124,7 @@ def test_sampling_defaults_say_they_come_from_the_model(command, capsys):
                              ("--temperature", "1.0")):
         described = re.search(rf"{option} [A-Z_]+ (.*?)(?= --[a-z]|$)", shown).group(1)
         assert f"default: the model's generation_config.json, else {fallback}" in described
-    assert "(default: outputs)" in shown and "(default: cpu)" in shown
+    assert "(default: outputs)" in shown and "(default: cuda when torch sees a GPU, else cpu)" in shown
 
 
 # -- prompts and progress ------------------------------------------------------------------------------
