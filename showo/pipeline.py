@@ -31,6 +31,7 @@ from .generation.generation_config import GenerationConfig
 from .generation.maskgit import MaskGITSampler
 from .generation.processor import ShowoProcessor
 from .generation.sampling import check_sampling_args
+from .generation.untaught import warn_unmarked_answers, warn_unrelated_plans
 from .model.checkpoint_io import replace_folder
 from .model.hub import resolve_folder
 from .model.image_processing import ImageLike, load_image, load_mask, postprocess_images
@@ -330,14 +331,17 @@ class ShowoPipeline:
     def plan(self, prompts: str | Sequence[str]) -> list[str]:
         """The model's complete description of a picture for each prompt (prompt planning), greedy,
         at most ``max_text_length`` tokens; a prompt whose plan comes out empty is kept. A prompt
-        whose request and plan would not fit the model's positions is refused."""
+        whose request and plan would not fit the model's positions is refused. Plans that share none
+        of their prompt's words are named in a warning: the model was not taught to plan such prompts."""
         single = isinstance(prompts, str)
         prompts = arguments.strings("prompts", prompts)
         new_tokens = self.config.max_text_length
         ids = self.processor.plan_inputs(prompts, new_tokens, single).to(self.device)
         plans = [p.strip() for p in self.processor.decode(generate_text(self.model, ids, max_new_tokens=new_tokens,
                                                                         top_k=1))]
-        return [planned or prompt for planned, prompt in zip(plans, prompts)]
+        plans = [planned or prompt for planned, prompt in zip(plans, prompts)]
+        warn_unrelated_plans(prompts, plans)
+        return plans
 
     # -- editing ----------------------------------------------------------------------------------
     def inpaint(
@@ -432,7 +436,9 @@ class ShowoPipeline:
 
         A model whose generation config names an ``answer_marker`` works its answer out first:
         it may write ``reasoning_tokens`` more tokens, and its answer is what follows the last
-        marker (``reasoning=True``: the whole text, reasoning included)."""
+        marker (``reasoning=True``: the whole text, reasoning included). When no answer of the batch
+        holds the marker (caption requests aside), a warning says that the model was not taught to
+        work its answers out."""
         images = [images] if isinstance(images, (str, Path, Image.Image, np.ndarray, torch.Tensor)) else list(images)
         if not images:
             raise ValueError("images is empty: give at least one image")
@@ -451,7 +457,10 @@ class ShowoPipeline:
         generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
         new = generate_text(self.model, ids, max_new_tokens=max_new_tokens + reasoning_tokens, top_k=top_k,
                             top_p=top_p, temperature=temperature, generator=generator)
-        return [w.strip() if reasoning else final_answer(w, marker) for w in self.processor.decode(new)]
+        written = self.processor.decode(new)
+        if marker:
+            warn_unmarked_answers(marker, questions, written, self.processor.caption_question())
+        return [w.strip() if reasoning else final_answer(w, marker) for w in written]
 
     def caption(
         self,

@@ -13,12 +13,13 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from conftest import build_tiny_pipeline
 from PIL import Image
 
 import showo.cli.main as cli_main
 from showo.cli.main import build_parser, main
-from showo.pipeline import shipped_model_dir
+from showo.pipeline import ShowoPipeline, shipped_model_dir
 
 SHIPPED = f"model {shipped_model_dir()} (the shipped model of the built-in world)"
 
@@ -318,3 +319,30 @@ def test_bad_inputs_are_refused_in_one_line_before_the_model_is_loaded(files, tm
         assert main([*argv, "--model", str(tmp_path / "no-model"), "--output", str(tmp_path)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(f"showo {argv[0]}: error: ") and "no-model" not in err[0]
+
+
+def test_images_per_prompt_draws_each_prompt_with_consecutive_seeds(files, tmp_path):
+    out, tiny_folder = tmp_path / "out", files / "model"
+    assert main(["generate", "a red circle", "two squares", "--model", str(tiny_folder), "--output", str(out),
+                 "--steps", "2", "--seed", "5", "--images-per-prompt", "3"]) == 0
+    records = [json.loads(line) for line in (out / "prompts.jsonl").read_text().splitlines()]
+    assert [(r["prompt"], r["seed"], r["file"]) for r in records] == [
+        (p, 5 + j, f"{i:05d}-{slug}-seed{5 + j}.png")
+        for i, (p, slug) in enumerate([("a red circle", "a-red-circle"), ("two squares", "two-squares")])
+        for j in range(3)]
+    pipe = ShowoPipeline.from_pretrained(tiny_folder)
+    again = pipe("two squares", seed=6, steps=2).images[0]  # the second picture of the second prompt
+    assert np.array_equal(np.asarray(Image.open(out / "00001-two-squares-seed6.png")), np.asarray(again))
+    assert main(["generate", "x", "--model", str(tiny_folder), "--output", str(out), "--images-per-prompt", "0"]) == 2
+
+
+def test_threads_sets_what_torch_may_use(files, tmp_path, capsys):
+    before = torch.get_num_threads()
+    try:
+        assert main(["caption", str(files / "picture.png"), "--model", str(files / "model"), "--output", str(tmp_path),
+                     "--threads", "1", "--max-new-tokens", "2"]) == 0
+        assert torch.get_num_threads() == 1
+        assert main(["caption", str(files / "picture.png"), "--threads", "0"]) == 2
+        assert "--threads must lie in 1..4096, got 0" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)

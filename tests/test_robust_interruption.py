@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import losses, train_cli
 
 from showo.cli.main import main
@@ -112,6 +113,17 @@ def test_a_rerun_with_another_config_is_refused_until_told_and_the_change_is_rec
     assert record == {"step": 2, "changes": {"learning_rate": [0.003, 1e-05], "max_steps": [2, 3]}}
     assert json.loads((tmp_path / "train_config.json").read_text())["learning_rate"] == 1e-05
     assert [s for s, _ in losses(tmp_path)] == [1, 2, 3]
+
+
+def test_a_resumed_run_may_change_its_thread_count_without_being_told(tmp_path, world_tokenizer):
+    before = torch.get_num_threads()
+    try:
+        assert main(train_cli(tmp_path, world_tokenizer, 2, 2)) == 0
+        assert main([*train_cli(tmp_path, world_tokenizer, 2, 2), "--threads", "1"]) == 0  # a machine setting
+        assert torch.get_num_threads() == 1 and not (tmp_path / "config_changes.jsonl").exists()
+        assert json.loads((tmp_path / "train_config.json").read_text())["torch_threads"] == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_another_preset_in_the_same_folder_is_refused_before_any_work(tmp_path, world_tokenizer, capsys):

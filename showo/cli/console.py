@@ -98,6 +98,15 @@ def check_device(name: str | None) -> torch.device:
     return device
 
 
+def set_threads(threads: int | None) -> None:
+    """``--threads``: the CPU threads torch may use (None: leave torch's choice)."""
+    if threads is None:
+        return
+    if not 1 <= threads <= 4096:
+        raise ValueError(f"--threads must lie in 1..4096, got {threads}")
+    torch.set_num_threads(threads)
+
+
 def output_folder(path: str | Path) -> Path:
     """``path`` made ready as a results folder (created if missing), or a ValueError if it is a file."""
     path = Path(path)

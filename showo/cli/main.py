@@ -21,7 +21,7 @@ from ..evaluation.report import RETRAIN_TARGETS, TARGETS, metric_table
 from ..model.convert import convert_folder
 from ..web.limits import MB, Limits
 from ..web.server import serve
-from .console import check_device, debugging, run_command, say
+from .console import check_device, debugging, run_command, say, set_threads
 from .edit import register as register_edit
 from .generate import register as register_generate
 from .options import DefaultsHelpFormatter, add_command, add_device_argument, model_folder, say_model
@@ -132,4 +132,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``showo ARGV``; returns the exit code (see ``console``: 2 for a user error, one line)."""
     args = _parser().parse_args(argv)
-    return run_command(args.command, lambda: args.run(args), debugging(args))
+
+    def run() -> None:
+        set_threads(args.threads)
+        args.run(args)
+
+    return run_command(args.command, run, debugging(args))

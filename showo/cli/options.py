@@ -35,8 +35,14 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
 
 
 def add_command(sub, name: str, **kwargs) -> argparse.ArgumentParser:
-    """A sub-command whose help shows the defaults (``DefaultsHelpFormatter``)."""
-    return sub.add_parser(name, formatter_class=DefaultsHelpFormatter, **kwargs)
+    """A sub-command whose help shows the defaults (``DefaultsHelpFormatter``), with ``--threads``."""
+    parser = sub.add_parser(name, formatter_class=DefaultsHelpFormatter, **kwargs)
+    parser.add_argument("--threads", type=int, help=THREADS_HELP)
+    return parser
+
+
+THREADS_HELP = ("CPU threads torch may use (default: torch's choice, one per core); lower it when other work "
+                "holds cores: a busy core stalls every step")
 
 
 # -- the model --------------------------------------------------------------------------------------

@@ -21,8 +21,12 @@ def run_train(args: argparse.Namespace) -> None:
     overrides = list(args.overrides)
     if args.max_steps is not None:
         overrides.append(f"max_steps={args.max_steps}")
+    if args.max_minutes is not None:
+        overrides.append(f"max_minutes={args.max_minutes}")
     if args.checkpoint_every is not None:
         overrides.append(f"checkpoint_every={args.checkpoint_every}")
+    if args.threads is not None:
+        overrides.append(f"torch_threads={args.threads}")  # recorded with the run
     config = build_config(train_preset(args.preset), args.config, overrides)
     output = Path(args.output)
     trainer = open_run(config, output, allow_config_change=args.allow_config_change)
@@ -40,6 +44,9 @@ def register_train(sub) -> None:
     p.add_argument("--preset", required=True, choices=sorted(PRESETS), help="the recipe to start from")
     p.add_argument("--output", required=True, help="folder for checkpoints, metrics.jsonl, samples and final/")
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (default: the preset's)")
+    p.add_argument("--max-minutes", type=float,
+                   help="train for about this many minutes: the step count is sized from the step time measured "
+                        "in warm-up (--max-steps still caps it) and kept in OUTPUT/time_budget.json (default: none)")
     p.add_argument("--checkpoint-every", type=int, help="write a checkpoint every K steps (default: the preset's)")
     p.add_argument("--config", help="a JSON or TOML file of config fields over the preset (default: none)")
     p.add_argument("--allow-config-change", action="store_true",

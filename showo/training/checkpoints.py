@@ -7,11 +7,16 @@ loadable by ``ShowoModel.from_pretrained`` / ``MagvitV2.from_pretrained``),
 ``rng_rank{R}.safetensors`` (torch RNG states). Every process writes into
 ``.step-00000100.tmp``; the main process renames it when all are done. Only folders named
 ``step-*`` with a ``trainer_state.json`` are ever resumed.
+
+A run given ``max_minutes`` also keeps ``OUTPUT/time_budget.json``: the step time it measured and
+the step count it chose, written (atomically) before any checkpoint that depends on them, and
+read back on resume instead of measuring again.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import shutil
@@ -26,6 +31,7 @@ from ..model.checkpoint_io import atomic_write, fsync, fsync_tree, read_json, sa
 
 STEP_DIR = re.compile(r"^step-(\d{8})$")
 STATE_FILE = "trainer_state.json"
+TIME_BUDGET_FILE = "time_budget.json"
 
 
 def checkpoint_root(output: str | Path) -> Path:
@@ -73,6 +79,27 @@ def publish(staging: Path, keep_last: int) -> Path:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1) + "\n"))
+
+
+def write_time_budget(output: str | Path, record: dict[str, Any]) -> None:
+    write_json(Path(output) / TIME_BUDGET_FILE, record)
+
+
+def read_time_budget(output: str | Path) -> dict[str, Any] | None:
+    """The time-budget record of the run in ``output`` (None if it has none), checked for the
+    numbers that size the run."""
+    path = Path(output) / TIME_BUDGET_FILE
+    if not path.is_file():
+        return None
+    record = read_json(path)
+    checks = {"seconds_per_step": (lambda v: v > 0, "> 0"), "elapsed_seconds": (lambda v: v >= 0, ">= 0"),
+              "sized_at_step": (lambda v: v >= 1 and v == int(v), "a whole number >= 1")}
+    for key, (test, expected) in checks.items():
+        value = record.get(key)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not number or not test(value):
+            raise ValueError(f"{path}: {key} should be {expected}, got {value!r}")
+    return record
 
 
 # -- random number generators ------------------------------------------------------------------

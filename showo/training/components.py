@@ -5,13 +5,16 @@ time, and a resumed run reads them back from there, so every restart sees the sa
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..data.sources import Mixture, build_source
+from ..data.stream import StreamingSource
 from ..data.world_source import world_texts
+from ..generation.prompting import CAPTION_QUESTION, understanding_text
 from ..model.config import ShowoConfig, magvit_preset, showo_preset
 from ..model.magvit2 import MagvitV2, override_config
 from ..model.text_tokenizer import TextTokenizer
@@ -19,8 +22,82 @@ from ..model.transformer import ShowoModel, check_compatible
 from .checkpoints import latest_checkpoint, model_folder
 from .config import TextTokenizerTraining, TrainConfig
 
-# name -> function returning an iterable of texts to train a BPE tokenizer on
-TOKENIZER_CORPORA: dict[str, Callable[[int], Any]] = {"world": world_texts}
+
+def data_texts(samples: int, config: TrainConfig) -> Iterator[str]:
+    """The texts of the run's own data (``config.data``, every flow, mixtures included), as its
+    training rows hold them (``feeder.RowBuilder``): captions and class names, questions in the
+    chat template with their answers (a caption read by the mmu flow is the answer to the caption
+    question), text rows, the text segments of interleaved documents.
+
+    ``samples`` samples are read, spread evenly over the flows, each flow's source built as
+    training builds it on one process (its seed, its ``on_bad_data``); a finite source is read at
+    most once through, so a small data set gives fewer. Images are decoded where a source decodes
+    them, and dropped at once."""
+    flows = config.flows
+    for i, flow in enumerate(flows):
+        share = samples // len(flows) + (i < samples % len(flows))
+        source = build_source(config.data[flow], rank=0, world_size=1, seed=config.seed,
+                              on_bad_data=config.on_bad_data)
+        for sample in _one_pass(source, share):
+            yield from sample_texts(flow, sample)
+
+
+def sample_texts(flow: str, sample: dict[str, Any]) -> Iterator[str]:
+    """The texts of one sample as the rows of ``flow`` tokenize them (images and codes left out)."""
+    kind = sample.get("kind")
+    if kind == "t2i" and flow == "mmu":  # captioning: the caption answers the caption question
+        yield understanding_text(CAPTION_QUESTION) + " " + sample["caption"].strip()
+    elif kind == "t2i":
+        yield sample["caption"]
+    elif kind == "class":
+        yield sample["class_name"]
+    elif kind in ("lm", "plan"):
+        yield sample["text"]
+    elif kind == "mmu":  # the question in the chat template, the answer after a space (as mmu rows)
+        for question, answer in sample["turns"]:
+            yield understanding_text(question) + " " + answer.strip()
+    elif kind == "interleaved":
+        yield from (segment for segment in sample["segments"] if isinstance(segment, str))
+
+
+def _one_pass(source, count: int) -> Iterator[dict[str, Any]]:
+    """Up to ``count`` samples of ``source``, stopping where a finite source starts over."""
+    if count <= 0:
+        return
+    for taken, sample in enumerate(source, start=1):
+        if _read_through(source):  # this sample starts the second pass
+            return
+        yield sample
+        if taken == count:
+            return
+
+
+def _read_through(source) -> bool:
+    """Whether every part of ``source`` that is drawn from has been read once through (never for an
+    endless source, such as the world)."""
+    if isinstance(source, StreamingSource):
+        return source.epoch > 0
+    if isinstance(source, Mixture):
+        weights = [b - a for a, b in zip([0.0, *source.cumulative], source.cumulative)]
+        return all(_read_through(s) for s, w in zip(source.sources, weights) if w > 0)
+    return False
+
+
+def _world_corpus(samples: int, config: TrainConfig | None) -> Iterable[str]:
+    """The built-in world's texts, whatever the run's data and seed (the world presets' tokenizer)."""
+    return world_texts(samples)
+
+
+def _data_corpus(samples: int, config: TrainConfig | None) -> Iterable[str]:
+    if config is None:
+        raise ValueError("tokenizer.train_on='data' trains on the run's data: it needs the training config")
+    return data_texts(samples, config)
+
+
+# name -> function(samples, training config) returning the texts to train a BPE tokenizer on; a
+# corpus added here is named in ``TextTokenizerTraining.corpora`` too.
+TOKENIZER_CORPORA: dict[str, Callable[[int, TrainConfig | None], Iterable[str]]] = {
+    "data": _data_corpus, "world": _world_corpus}
 
 
 def resolve_init(init_from: str, output: str | Path) -> Path:
@@ -40,14 +117,18 @@ def resolve_init(init_from: str, output: str | Path) -> Path:
 
 
 def build_text_tokenizer(cfg: TrainConfig, output: Path, init: Path | None, is_main: bool, wait) -> TextTokenizer:
+    """The run's text tokenizer: made (trained, for ``{"train_on": ...}``) and stored in
+    ``OUTPUT/tokenizer`` the first time; read back from there ever after, never trained again."""
     stored = output / "tokenizer"
     if is_main and not (stored / "tokenizer.json").is_file():
-        make_text_tokenizer(cfg.tokenizer, init).save(stored)
+        make_text_tokenizer(cfg.tokenizer, init, cfg).save(stored)
     wait()  # every process waits, whoever wrote: they must not decide apart
     return TextTokenizer.from_folder(stored)
 
 
-def make_text_tokenizer(spec, init: Path | None) -> TextTokenizer:
+def make_text_tokenizer(spec, init: Path | None, config: TrainConfig | None = None) -> TextTokenizer:
+    """``spec`` (a folder, or the BPE to train; ``config``: the run, whose data ``"data"`` reads),
+    else ``init``'s tokenizer."""
     if isinstance(spec, str):
         return TextTokenizer.from_folder(spec)
     if isinstance(spec, TextTokenizerTraining):
@@ -55,7 +136,7 @@ def make_text_tokenizer(spec, init: Path | None) -> TextTokenizer:
         if corpus is None:
             known = sorted(TOKENIZER_CORPORA)
             raise ValueError(f"tokenizer.train_on: unknown corpus {spec.train_on!r}; known: {known}")
-        return TextTokenizer.train_bpe(corpus(spec.samples), vocab_size=spec.vocab_size)
+        return TextTokenizer.train_bpe(corpus(spec.samples, config), vocab_size=spec.vocab_size)
     if spec is None and init is not None and (init / "tokenizer.json").is_file():
         return TextTokenizer.from_folder(init)
     raise ValueError("no text tokenizer: set `tokenizer` to a folder or to {\"train_on\": CORPUS, \"vocab_size\": N}")

@@ -20,10 +20,13 @@ import json
 import tomllib
 from dataclasses import field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
+
+from pydantic import field_validator
 
 from ..generation.generation_config import GenerationConfig
 from ..model.config import MagvitConfig, PhiConfig, ShowoConfig, magvit_preset, showo_preset
+from ..model.text_tokenizer import DEFAULT_BOS_EOS
 from ..model.validation import (
     Bool,
     Fraction,
@@ -42,11 +45,35 @@ SOURCE = "training config"
 
 @config_dataclass
 class TextTokenizerTraining:
-    """Train a BPE text tokenizer on a named corpus (``tokenizer = {"train_on": ...}``)."""
+    """Train a BPE text tokenizer on a named corpus (``tokenizer = {"train_on": ...}``): ``"data"``, the
+    run's own texts (captions, class names, conversations, text rows and interleaved text of the
+    sources in ``data``); ``"world"``, the built-in world's. ``samples``: how many samples to read
+    (over all flows for ``"data"``; a finite source is read at most once through)."""
+
+    # The corpora that ``showo.training.components.TOKENIZER_CORPORA`` provides.
+    corpora: ClassVar[tuple[str, ...]] = ("data", "world")
+    # ``TextTokenizer.train_bpe``'s vocabulary holds the 256 byte-level symbols and its special token
+    # before any merge: a smaller size would silently come out larger.
+    min_vocab_size: ClassVar[int] = 256 + 1
 
     train_on: Str
     vocab_size: PositiveInt = 512
     samples: PositiveInt = 20000
+
+    @field_validator("train_on")
+    @classmethod
+    def _known_corpus(cls, train_on: str) -> str:
+        if train_on not in cls.corpora:
+            raise ValueError(f"unknown corpus {train_on!r}; known: {list(cls.corpora)}")
+        return train_on
+
+    @field_validator("vocab_size")
+    @classmethod
+    def _room_for_the_alphabet(cls, vocab_size: int) -> int:
+        if vocab_size < cls.min_vocab_size:
+            raise ValueError(f"must be at least {cls.min_vocab_size} (the 256 byte-level symbols and "
+                             f"{DEFAULT_BOS_EOS}, before any merge), got {vocab_size}")
+        return vocab_size
 
 
 @config_dataclass
@@ -101,6 +128,9 @@ class TrainConfig:
     min_lr_ratio: Fraction = 0.1  # cosine decays to learning_rate * min_lr_ratio
     warmup_steps: NonNegativeInt = 100
     max_steps: PositiveInt = 1000
+    # Train for this many minutes instead: the step count is sized from the step time measured in
+    # warm-up and kept in OUTPUT/time_budget.json; max_steps still caps it (see TrainerBase).
+    max_minutes: PositiveFloat | None = None
     weight_decay: NonNegativeFloat = 0.01
     betas: tuple[Fraction, Fraction] = (0.9, 0.999)
     grad_clip: PositiveFloat = 1.0
@@ -108,6 +138,7 @@ class TrainConfig:
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     gradient_checkpointing: Bool = False
     seed: NonNegativeInt = 0
+    torch_threads: PositiveInt | None = None  # CPU threads for torch (None: torch's own choice)
     # -- bookkeeping -------------------------------------------------------------------------
     checkpoint_every: PositiveInt = 500
     keep_last: PositiveInt = 3

@@ -22,6 +22,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..model.checkpoint_io import atomic_write, read_json
 from .checkpoints import latest_checkpoint, read_trainer_state
 from .config import TrainConfig, build_config
@@ -31,6 +33,8 @@ from .tokenizer_trainer import TokenizerTrainer
 
 CONFIG_FILE = "train_config.json"
 CHANGES_FILE = "config_changes.jsonl"
+# Settings of the machine, not of the recipe: a resumed run may change them without being told.
+MACHINE_FIELDS = frozenset({"torch_threads"})
 
 
 def open_run(config: TrainConfig, output: str | Path, allow_config_change: bool = False):
@@ -46,7 +50,8 @@ def open_run(config: TrainConfig, output: str | Path, allow_config_change: bool 
     output.mkdir(parents=True, exist_ok=True)
     new = json.loads(json.dumps(config.to_dict()))  # tuples as lists, as the file holds them
     if (output / CONFIG_FILE).is_file():
-        changes = config_changes(read_json(output / CONFIG_FILE), new)
+        changes = {k: v for k, v in config_changes(read_json(output / CONFIG_FILE), new).items()
+                   if k not in MACHINE_FIELDS}
         if changes and not allow_config_change:
             names = sorted(changes, key=lambda k: (k.count("."), k))  # top-level fields first
             shown = "; ".join(f"{k}: {json.dumps(changes[k][0])} -> {json.dumps(changes[k][1])}" for k in names[:12])
@@ -59,6 +64,8 @@ def open_run(config: TrainConfig, output: str | Path, allow_config_change: bool 
             with open(output / CHANGES_FILE, "a") as f:
                 f.write(json.dumps({"step": step, "changes": changes}) + "\n")
     atomic_write(output / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(new, indent=1) + "\n"))
+    if config.torch_threads is not None:
+        torch.set_num_threads(config.torch_threads)
     if config.task == "tokenizer":
         return TokenizerTrainer(config, output)
     return ShowoTrainer(config, output)

@@ -30,6 +30,7 @@ from .config import TrainConfig
 from .feeder import FlowFeeder, RowBuilder
 from .sequences import IGNORE, collate_by_length
 from .trainer import TrainerBase, make_accelerator
+from .untaught import untaught_left_off
 
 # -- the loss: cross-entropy summed over labelled positions, divided in train_step by the count of
 # such positions in the *global* batch (all processes, all accumulation steps), so that N
@@ -83,11 +84,16 @@ class ShowoTrainer(TrainerBase):
 
     def _generation_config(self, init: Path | None, resume: Path | None) -> GenerationConfig:
         """``config.transformer.generation`` over what the run started from (``init_from``'s folder), kept in
-        the run folder so that a resumed run, which has no ``init``, writes the same one."""
+        the run folder so that a resumed run, which has no ``init``, writes the same one. Settings that only
+        some data teaches (planning, worked answers) are left off when neither the data nor that folder
+        taught them (:func:`untaught_left_off`), with a line saying so."""
         start = init if init is not None else self.output if resume is not None else None
         inherited = GenerationConfig.from_folder(start) if start is not None else GenerationConfig()
-        generation = dataclasses.replace(inherited, **self.config.transformer.generation)
+        asked = dataclasses.replace(inherited, **self.config.transformer.generation)
+        generation, left_off = untaught_left_off(inherited, asked, self.config.data)
         if self.accelerator.is_main_process:
+            if left_off:
+                print(left_off, flush=True)
             generation.save(self.output)
         return generation
 

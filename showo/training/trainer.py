@@ -8,16 +8,17 @@ import math
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoints import RunState, latest_checkpoint
+from .checkpoints import TIME_BUDGET_FILE, RunState, latest_checkpoint, read_time_budget, write_time_budget
 from .config import TrainConfig
 from .metrics import MetricsLog
-from .optimization import make_optimizer, make_scheduler
+from .optimization import START_UP_STEPS, budget_steps, make_optimizer, make_scheduler, step_pace
 
 
 class TrainingDiverged(RuntimeError):
@@ -38,7 +39,21 @@ def make_accelerator(cfg: TrainConfig):
 
 class TrainerBase:
     """The loop both trainers share; a subclass sets ``config, output, accelerator, step, state,
-    model, head, optimizer, scheduler, feeders`` and defines ``train_step`` and ``save_final``."""
+    model, head, optimizer, scheduler, feeders`` and defines ``train_step`` and ``save_final``.
+
+    ``total_steps`` is the run's length, from which the schedule is built: ``max_steps``, or with
+    ``max_minutes`` the steps that fit in that many minutes (``max_steps`` still caps them). The
+    rates of steps 1 .. ``warmup_steps + 1`` (counted from 1) do not depend on the length, so the
+    run times those steps, leaving out the first two (start-up; with ``warmup_steps`` < 2 fewer
+    are left out and the pace comes out slow, the run short), and at the end of step
+    ``warmup_steps + 1``, before the next step's rate is computed, fixes the length: the steps
+    done, plus as many as the minutes left hold at the measured pace (the budget counts from the
+    first step; building the model before, checkpoints and samples after the timed steps, and
+    ``final/`` come on top). It prints one line saying so and writes the numbers to
+    ``OUTPUT/time_budget.json`` (atomically, before any checkpoint that depends on them); a
+    resumed run reads them back instead of measuring again, so it continues exactly as a run
+    given that length as ``max_steps`` would. A run stopped before it was sized measures again
+    over the warm-up steps left, its minutes counted from the restart."""
 
     sample_every = 0  # write_samples every this many steps (0: never)
 
@@ -50,9 +65,65 @@ class TrainerBase:
         optimiser, schedule, data position and RNG from ``resume`` (``self.feeders`` set first)."""
         cfg, acc = self.config, self.accelerator
         self.head, self.optimizer = acc.prepare(module, make_optimizer(self.model, cfg))
-        self.scheduler = make_scheduler(self.optimizer, cfg)
+        self.total_steps = self._recorded_length()
+        self.scheduler = make_scheduler(self.optimizer, cfg, self._schedule_length)
         self.state = RunState(self.output, acc, cfg.keep_last)
         self.step = self.state.restore(resume, self.optimizer, self.scheduler, self.feeders) if resume else 0
+        self._step_ends, self._started = [], time.perf_counter()
+        if self.total_steps is None and self.step > cfg.warmup_steps:
+            raise ValueError(f"max_minutes: this run is at step {self.step}, past its warm-up ({cfg.warmup_steps} "
+                             f"steps), with no {TIME_BUDGET_FILE}: the step time is measured in warm-up; set "
+                             "max_steps instead, or start the run in a new --output")
+
+    # -- the run's length ------------------------------------------------------------------------
+    def _recorded_length(self) -> int | None:
+        """``max_steps``; under ``max_minutes``, what ``time_budget.json`` allows (capped by
+        ``max_steps``), or None while the run has not measured its pace."""
+        cfg = self.config
+        if cfg.max_minutes is None:
+            return cfg.max_steps
+        record = read_time_budget(self.output)
+        if record is None:
+            return None
+        steps = min(cfg.max_steps, budget_steps(record, cfg.max_minutes))
+        if self.accelerator.is_main_process:
+            say(f"max_minutes={cfg.max_minutes:g}: {steps} steps, as sized when this run began "
+                f"({record['seconds_per_step']:.3g} s a step, {self.output / TIME_BUDGET_FILE})")
+        return steps
+
+    def _schedule_length(self, step: int) -> int:
+        """The length the schedule reads when it computes the rate of ``step`` (counted from 0)."""
+        if self.total_steps is not None:
+            return self.total_steps
+        if step > self.config.warmup_steps:
+            raise RuntimeError(f"the learning rate of step {step + 1} depends on the run's length, "
+                               "which max_minutes has not fixed yet")
+        return self.config.max_steps  # not read: the rates up to here do not depend on it
+
+    def _time_step(self) -> None:
+        """Under ``max_minutes``, at the end of each step until the run is sized: note the time, and
+        fix the length at the last step whose successor's rate depends on it."""
+        self._step_ends.append(time.perf_counter())
+        if self.step >= self.config.warmup_steps:
+            self._size_run()
+
+    def _size_run(self) -> None:
+        cfg, acc = self.config, self.accelerator
+        seconds, skipped = step_pace(self._step_ends, self._started)
+        elapsed = self._step_ends[-1] - self._started
+        if acc.num_processes > 1:  # all size with the slowest process's numbers, so all stop together
+            both = torch.tensor([seconds, elapsed], dtype=torch.float64, device=acc.device)
+            seconds, elapsed = acc.reduce(both, "max").tolist()
+        done = self.step + 1
+        first = done - len(self._step_ends) + skipped + 1
+        record = {"max_minutes": cfg.max_minutes, "seconds_per_step": seconds, "measured_steps": [first, done],
+                  "elapsed_seconds": elapsed, "sized_at_step": done}
+        budget = budget_steps(record, cfg.max_minutes)
+        self.total_steps = min(cfg.max_steps, budget)
+        record.update(budget_steps=budget, max_steps=cfg.max_steps, steps=self.total_steps)
+        if acc.is_main_process:
+            write_time_budget(self.output, record)
+            say(sizing_line(record, skipped))
 
     def apply_gradients(self, record: dict, losses: list[float]) -> None:
         """After the backward pass: stop on a non-finite loss, else clip, step and count the step."""
@@ -61,38 +132,48 @@ class TrainerBase:
         record["grad_norm"] = float(self.accelerator.clip_grad_norm_(self.head.parameters(), self.config.grad_clip))
         record["lr"] = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
+        if self.total_steps is None:  # max_minutes: size the run before the schedule needs its length
+            self._time_step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
 
     # -- the whole run --------------------------------------------------------------------------
     def run(self, max_steps: int | None = None, on_step=None) -> list[dict[str, float]]:
-        """Train to ``max_steps`` (default: the config's), then write ``final/``.
+        """Train to ``max_steps`` (default: the run's length, ``total_steps``), then write ``final/``.
 
         SIGINT (Ctrl-C) or SIGTERM lets the step under way finish, writes a checkpoint at it and
         raises :class:`TrainingInterrupted`; a second signal stops at once."""
         cfg, acc = self.config, self.accelerator
-        max_steps = max_steps or cfg.max_steps
         main = acc.is_main_process
         log = MetricsLog(self.output, self.step, cfg.tensorboard, cfg.wandb, cfg.to_dict()) if main else None
         records = []
-        bar = tqdm(total=max_steps, initial=self.step, desc="train", disable=not main, dynamic_ncols=True)
+        stop = max_steps or self.total_steps or cfg.max_steps  # max_minutes: max_steps caps it until sized
+        if self.total_steps is None and stop <= cfg.warmup_steps and main:
+            say(f"max_minutes={cfg.max_minutes:g}: the run ends at step {stop}, in its warm-up, before its "
+                "pace is measured")
+        bar = tqdm(total=stop, initial=self.step, desc="train", disable=not main, dynamic_ncols=True)
+        self._step_ends, self._started = [], time.perf_counter()
         try:
             with stop_requests() as requested:
-                while self.step < max_steps:
+                while self.step < stop:
                     record = self.train_step()
+                    stop = max_steps or self.total_steps or cfg.max_steps  # max_minutes sizes the run in a step
+                    if bar.total != stop:
+                        bar.total = stop
+                        bar.refresh()
                     records.append(record)
-                    if log is not None and (self.step % cfg.log_every == 0 or self.step == max_steps):
+                    if log is not None and (self.step % cfg.log_every == 0 or self.step == stop):
                         log.log(record)
                     bar.update(1)
                     bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
                     signum = self._agreed_stop(requested)
-                    if signum or self.step % cfg.checkpoint_every == 0 or self.step == max_steps:
+                    if signum or self.step % cfg.checkpoint_every == 0 or self.step == stop:
                         if log is not None:
                             log.sync()  # every row up to the checkpoint is on disk before it is
                         self.state.save(self.step, self.model, self.head, self.optimizer, self.scheduler,
                                         self.feeders)
-                    if signum and self.step < max_steps:
+                    if signum and self.step < stop:
                         raise TrainingInterrupted(self.step, signum)
                     if self.sample_every and self.step % self.sample_every == 0 and acc.is_main_process:
                         self.write_samples()
@@ -114,6 +195,26 @@ class TrainerBase:
             return signum
         flags = torch.tensor([float(signum)], device=self.accelerator.device)
         return int(self.accelerator.reduce(flags, "max").item())
+
+
+def say(line: str) -> None:
+    """One line on stderr, above the progress bar."""
+    tqdm.write(line, file=sys.stderr)
+
+
+def sizing_line(record: dict, skipped: int) -> str:
+    """``max_minutes=2: 0.41 s a step (steps 3-101) -> 290 steps``, and what else shaped the length."""
+    first, last = record["measured_steps"]
+    steps, budget = record["steps"], record["budget_steps"]
+    line = (f"max_minutes={record['max_minutes']:g}: {record['seconds_per_step']:.3g} s a step "
+            f"({f'steps {first}-{last}' if first < last else f'step {first}'}) -> {budget} steps")
+    if skipped < START_UP_STEPS:
+        line += f" (warm-up too short to leave out {START_UP_STEPS} start-up steps: the pace may be slow)"
+    if steps < budget:
+        line += f"; max_steps={record['max_steps']} is smaller: {steps} steps"
+    if steps <= record["sized_at_step"]:
+        line += "; the time is spent by the end of warm-up: the run ends here, its learning rate never decays"
+    return line
 
 
 class TrainingInterrupted(Exception):

@@ -1,0 +1,116 @@
+"""``max_minutes``: a run sized from its measured step time (issue 34). It stops near the budget
+with its schedule finished and a final model, records the step count it chose, and a kill and
+restart continues exactly as a run given that count as ``max_steps``."""
+
+import json
+import time
+
+import pytest
+from conftest import losses, train_cli
+from test_robust_interruption import outcome, run
+
+from showo.cli.main import main
+from showo.training.optimization import budget_steps, step_pace
+
+LR, MIN_LR_RATIO, WARMUP = 3e-3, 0.1, 3  # conftest.small's learning rate and warm-up; the preset's ratio
+
+
+def budgeted(output, tokenizer, minutes, every=1000, *extra):
+    """The tiny test run, sized by ``minutes`` (``max_steps`` far above what they allow)."""
+    return train_cli(output, tokenizer, 100000, every, f"max_minutes={minutes}", *extra)
+
+
+def record(output):
+    return json.loads((output / "time_budget.json").read_text())
+
+
+def test_a_short_budget_stops_near_it_with_a_finished_schedule_and_a_final_model(tmp_path, world_tokenizer,
+                                                                                 capsys):
+    minutes = 0.15
+    started = time.perf_counter()
+    assert main(budgeted(tmp_path, world_tokenizer, minutes)) == 0
+    wall = time.perf_counter() - started
+    err = capsys.readouterr().err
+    sized = record(tmp_path)
+    # sized at the end of the last step whose successor's rate depends on the length, from the
+    # steps after the two start-up ones
+    assert sized["sized_at_step"] == WARMUP + 1 and sized["measured_steps"] == [3, WARMUP + 1]
+    assert sized["steps"] == budget_steps(sized, minutes) == sized["budget_steps"]
+    assert sized["steps"] == WARMUP + 1 + int((minutes * 60 - sized["elapsed_seconds"]) // sized["seconds_per_step"])
+    assert f"max_minutes={minutes:g}: {sized['seconds_per_step']:.3g} s a step (steps 3-4) -> {sized['steps']} steps" \
+        in err
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, sized["steps"] + 1))
+    rates = [r["lr"] for r in rows]
+    assert rates[:WARMUP + 1] == pytest.approx([LR / 3, 2 * LR / 3, LR, LR])
+    assert all(a >= b for a, b in zip(rates[WARMUP:], rates[WARMUP + 1:]))  # cosine, down all the way
+    assert rates[-1] == pytest.approx(LR * MIN_LR_RATIO, rel=0.01)  # the schedule's end, not cut midway
+    assert (tmp_path / "final" / "model.safetensors").is_file()
+    # the run took about its budget: more than a third of it (the pace was not overrated) and less
+    # than three times it plus start-up (the building, the checkpoint and final/ come on top)
+    assert minutes * 60 / 3 < wall < 3 * minutes * 60 + 30, (wall, sized)
+
+
+def test_a_kill_and_restart_continue_exactly_as_the_recorded_step_count_would(tmp_path, world_tokenizer):
+    args = budgeted(tmp_path / "killed", world_tokenizer, 0.1, 4)
+    killed = run(args, point="after-step:6")  # sized at step 4, checkpointed, killed past it
+    assert killed.returncode == 137, killed.stderr[-2000:]
+    chosen = record(tmp_path / "killed")
+    assert chosen["steps"] > 6, chosen  # the budget holds more than the steps before the kill
+    done = run(args)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "as sized when this run began" in done.stderr
+    assert record(tmp_path / "killed") == chosen  # read back, not measured again
+    assert main(train_cli(tmp_path / "fixed", world_tokenizer, chosen["steps"], 4)) == 0
+    assert outcome(tmp_path / "killed") == outcome(tmp_path / "fixed")
+
+
+def test_a_run_stopped_before_it_was_sized_measures_again_after_the_restart(tmp_path, world_tokenizer):
+    args = budgeted(tmp_path, world_tokenizer, 0.05, 1)
+    killed = run(args, point="after-step:2")  # checkpoint at step 1; killed in warm-up, at step 2's log
+    assert killed.returncode == 137 and not (tmp_path / "time_budget.json").exists()
+    done = run(args)
+    assert done.returncode == 0, done.stderr[-2000:]
+    sized = record(tmp_path)
+    # steps 2 to 4 timed after the restart, the first two left out as start-up
+    assert "resuming from step 1" in done.stdout
+    assert sized["measured_steps"] == [4, 4] and sized["sized_at_step"] == 4
+    assert f"{sized['seconds_per_step']:.3g} s a step (step 4) -> {sized['steps']} steps" in done.stderr
+    assert [s for s, _ in losses(tmp_path)] == list(range(1, sized["steps"] + 1))
+
+
+@pytest.mark.parametrize("value, expected", [("0", "greater than 0"), ("-2", "greater than 0"),
+                                             ("soon", "number"), ("nan", "valid number")])
+def test_a_bad_max_minutes_is_refused_naming_the_field(tmp_path, world_tokenizer, capsys, value, expected):
+    assert main(budgeted(tmp_path, world_tokenizer, value)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "max_minutes" in err and expected in err.lower(), err
+
+
+def test_a_damaged_time_budget_file_is_refused_naming_file_and_key(tmp_path, world_tokenizer, capsys):
+    args = budgeted(tmp_path, world_tokenizer, 0.05, 2)
+    assert run(args, point="after-step:5").returncode == 137
+    damaged = {**record(tmp_path), "seconds_per_step": 0}
+    (tmp_path / "time_budget.json").write_text(json.dumps(damaged))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "time_budget.json: seconds_per_step should be > 0, got 0" in err
+
+
+def test_a_budget_added_to_a_run_past_its_warm_up_is_refused(tmp_path, world_tokenizer, capsys):
+    assert main(train_cli(tmp_path, world_tokenizer, 6, 2)) == 0
+    longer = train_cli(tmp_path, world_tokenizer, 100000, 2, "max_minutes=1")
+    capsys.readouterr()
+    assert main([*longer, "--allow-config-change"]) == 2
+    err = capsys.readouterr().err
+    assert "this run is at step 6, past its warm-up (3 steps), with no time_budget.json" in err
+
+
+def test_the_pace_leaves_out_the_start_up_steps_when_it_can():
+    assert step_pace([10.0, 11.0, 12.0, 13.0], started=0.0) == (1.0, 2)  # steps 3 and 4: 1 s each
+    assert step_pace([10.0, 12.0], started=0.0) == (2.0, 1)  # only the first left out
+    assert step_pace([10.0], started=4.0) == (6.0, 0)  # nothing to leave out
+    with pytest.raises(ValueError, match="no step was timed"):
+        step_pace([], started=0.0)
+    sized = {"sized_at_step": 4, "elapsed_seconds": 20.0, "seconds_per_step": 0.5}
+    assert budget_steps(sized, 1.0) == 4 + 80 and budget_steps(sized, 0.2) == 4  # the time already spent
