@@ -36,6 +36,7 @@ from .model.checkpoint_io import replace_folder
 from .model.hub import resolve_folder
 from .model.image_processing import ImageLike, load_image, load_mask, postprocess_images
 from .model.magvit2 import MagvitV2
+from .model.precision import resolve_dtype
 from .model.text_tokenizer import TextTokenizer
 from .model.transformer import ShowoModel, check_compatible
 
@@ -62,6 +63,8 @@ class ShowoPipeline:
         self.model, self.vq, self.tokenizer = model.eval(), vq.eval(), tokenizer
         self.processor = ShowoProcessor(tokenizer, model.config)  # text and images -> model inputs
         self.generation = generation or GenerationConfig()  # sampling defaults (generation_config.json)
+        # torch.compile each decoding step (CUDA graphs on CUDA); the first call of a shape compiles
+        self.compile = False
 
     @classmethod
     def from_pretrained(
@@ -71,7 +74,7 @@ class ShowoPipeline:
         tokenizer: TextTokenizer | str | Path | None = None,
         llm_config: str | Path | None = None,
         device: str | torch.device | None = None,
-        torch_dtype: torch.dtype | None = None,
+        torch_dtype: torch.dtype | str | None = "auto",
         *,
         revision: str | None = None,
         cache_dir: str | Path | None = None,
@@ -81,8 +84,18 @@ class ShowoPipeline:
         """``vq`` and ``tokenizer`` default to ``model_dir/vq`` and ``model_dir`` (as
         :meth:`save_pretrained` writes them); pass them for released folders. Sampling
         defaults come from ``model_dir/generation_config.json`` when it exists. ``device``
-        defaults to CUDA when torch sees a GPU, else the CPU; ``torch_dtype`` casts the weights
-        as they load (e.g. ``torch.bfloat16``).
+        defaults to CUDA when torch sees a GPU, else the CPU.
+
+        ``torch_dtype``: the precision to run in; weights are converted tensor by tensor as they
+        are read, so a fp32 file loads as bf16 in little more than the bf16 size. ``"auto"`` (the
+        default): the transformer in bf16 where ``device`` runs it fast (a GPU with bf16, a CPU with
+        AMX or AVX512-BF16: ``showo.model.precision``), else fp32; the image tokenizer keeps its
+        stored precision (fp32), as the released code runs it (github showlab/Show-o,
+        ``inference_t2i.py``): it runs once per picture against the transformer's two passes per
+        denoising step, so bf16 would save little, while its rounding would flip the codes of
+        latents near the LFQ quantizer's sign threshold and blur the decoded pixels. A
+        ``torch.dtype`` or a name (``"bf16"``, ``"fp32"``, ``"fp16"``) converts both; None keeps
+        both as stored.
 
         ``model_dir``, ``vq``, ``tokenizer`` and ``llm_config`` may each be a local folder or a
         Hugging Face Hub id, resolved through the Hugging Face cache (``showo.model.hub``; a local
@@ -93,15 +106,17 @@ class ShowoPipeline:
         default branch; pass a loaded ``MagvitV2`` / ``TextTokenizer`` to pin them). ``cache_dir``
         (default ``HF_HUB_CACHE``), ``local_files_only`` (no download; ``HF_HUB_OFFLINE=1`` does the
         same) and ``token`` apply to every id."""
+        device = default_device() if device is None else device
+        model_dtype, vq_dtype = component_dtypes(torch_dtype, device)  # a bad value is refused before any load
         hub = dict(cache_dir=cache_dir, local_files_only=local_files_only, token=token)
         model_dir = resolve_folder(model_dir, revision=revision, **hub)
         generation = GenerationConfig.from_folder(model_dir)  # the small file first: a bad one loads no weights
-        model = ShowoModel.from_pretrained(model_dir, llm_config=llm_config, dtype=torch_dtype, **hub)
-        vq = vq if isinstance(vq, MagvitV2) else MagvitV2.from_pretrained(vq or model_dir / "vq", **hub)
+        model = ShowoModel.from_pretrained(model_dir, llm_config=llm_config, dtype=model_dtype, **hub)
+        if not isinstance(vq, MagvitV2):
+            vq = MagvitV2.from_pretrained(vq or model_dir / "vq", dtype=vq_dtype, **hub)
         if not isinstance(tokenizer, TextTokenizer):
             tokenizer = TextTokenizer.from_folder(tokenizer or model_dir, **hub)
-        device = default_device() if device is None else device
-        return cls(model.to(device), vq.to(device, torch_dtype), tokenizer, generation)
+        return cls(model.to(device), vq.to(device, vq_dtype), tokenizer, generation)
 
     def save_pretrained(self, folder: str | Path, overwrite: bool = False) -> None:
         """Write the model, ``vq/``, the text tokenizer and ``generation_config.json`` as one folder,
@@ -127,13 +142,16 @@ class ShowoPipeline:
     def config(self):
         return self.model.config
 
-    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> ShowoPipeline:
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | str | None = None) -> ShowoPipeline:
         """Move the model and the image tokenizer (``pipe.to("cuda")``, ``pipe.to(torch.bfloat16)``,
-        ``pipe.to("cuda", torch.bfloat16)``); returns the pipeline."""
+        ``pipe.to("cuda", torch.bfloat16)``); returns the pipeline. ``dtype`` takes what
+        ``from_pretrained``'s ``torch_dtype`` takes (``"auto"``: the transformer only, picked for
+        the device it ends on)."""
         if isinstance(device, torch.dtype):
             device, dtype = None, device
-        for module in (self.model, self.vq):
-            module.to(device=device, dtype=dtype)
+        model_dtype, vq_dtype = component_dtypes(dtype, self.device if device is None else device)
+        self.model.to(device=device, dtype=model_dtype)
+        self.vq.to(device=device, dtype=vq_dtype)
         return self
 
     # -- images <-> codes ---------------------------------------------------------------------
@@ -282,8 +300,10 @@ class ShowoPipeline:
         if generator is None and seed is not None:
             generator = [torch.Generator(self.device).manual_seed(seed + i) for i in range(len(prompts))]
         uncond = uncond.to(self.device) if sampling["guidance_scale"] > 0 else None
+        # mode="released" reproduces the released sampler: none of the generation config's accelerations
+        faster = {} if mode == "released" else self.generation.accelerations()
         return generate_image_tokens(self.model, cond.to(self.device), uncond, generator=generator, mode=mode,
-                                     callback=callback, **sampling)
+                                     callback=callback, compile=self.compile, **sampling, **faster)
 
     def _step_callback(self, callback_on_step_end: Callable | None, steps: int | None) -> Callable | None:
         """``callback_on_step_end(pipe, step, steps, {"codes", "logits"})`` as the generator's callback."""
@@ -338,7 +358,7 @@ class ShowoPipeline:
         new_tokens = self.config.max_text_length
         ids = self.processor.plan_inputs(prompts, new_tokens, single).to(self.device)
         plans = [p.strip() for p in self.processor.decode(generate_text(self.model, ids, max_new_tokens=new_tokens,
-                                                                        top_k=1))]
+                                                                        top_k=1, compile=self.compile))]
         plans = [planned or prompt for planned, prompt in zip(plans, prompts)]
         warn_unrelated_plans(prompts, plans)
         return plans
@@ -456,7 +476,7 @@ class ShowoPipeline:
         ids = self.processor.understanding_inputs(layout.image_ids(self.encode_images(images)), texts).to(self.device)
         generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
         new = generate_text(self.model, ids, max_new_tokens=max_new_tokens + reasoning_tokens, top_k=top_k,
-                            top_p=top_p, temperature=temperature, generator=generator)
+                            top_p=top_p, temperature=temperature, generator=generator, compile=self.compile)
         written = self.processor.decode(new)
         if marker:
             warn_unmarked_answers(marker, questions, written, self.processor.caption_question())
@@ -482,6 +502,15 @@ class ShowoPipelineOutput:
 
     images: list[Image.Image] | np.ndarray | torch.Tensor  # in the output_type asked for
     prompts: list[str]  # what each picture was drawn from: its prompt, or the model's plan of it
+
+
+def component_dtypes(
+    torch_dtype: torch.dtype | str | None, device: str | torch.device
+) -> tuple[torch.dtype | None, torch.dtype | None]:
+    """The transformer's and the image tokenizer's precision for ``torch_dtype`` on ``device``
+    (None: leave as they are); ``"auto"`` leaves the image tokenizer (see ``from_pretrained``)."""
+    model_dtype = resolve_dtype(torch_dtype, device, "torch_dtype")
+    return model_dtype, None if isinstance(torch_dtype, str) and torch_dtype == "auto" else model_dtype
 
 
 def default_device() -> torch.device:

@@ -6,11 +6,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from showo import ShowoModel, TextTokenizer, showo_preset
+from showo import ShowoModel, TextTokenizer, showo_preset, t2i_prompt
 from showo.data.world_source import world_texts
 from showo.training.metrics import read_metrics
 
 TINY = showo_preset("tiny")
+
+
+def tiny_t2i_prompts(texts, image=None):
+    """(cond, uncond) t2i sequences of the tiny preset for token lists ``texts``; the image all
+    [MASK] unless given."""
+    layout = TINY.layout
+    image = torch.full((len(texts), TINY.num_image_tokens), layout.mask_id) if image is None else image
+    cond = t2i_prompt(texts, image, layout, TINY.max_text_length)
+    uncond = t2i_prompt([[] for _ in texts], image, layout, TINY.max_text_length)
+    return cond, uncond
 
 
 def tiny_hf_phi(seed: int = 0):

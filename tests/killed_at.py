@@ -6,6 +6,9 @@ complete checkpoint folder, just before its rename into place), ``final`` (final
 not yet published), ``after-step:N`` (step N logged, before anything else), or ``rewrite:NAME``
 (the rewrite of the file NAME half written: train_config.json, generation_config.json,
 metrics.jsonl).
+
+With ``SHOWO_TEST_STEP_SECONDS=T`` in the environment the trainer's clock is a :class:`StepClock`:
+every step takes exactly T seconds, so a ``max_minutes`` run is sized the same on any machine.
 """
 
 import os
@@ -16,7 +19,19 @@ import torch
 
 from showo.cli.main import main
 from showo.model import checkpoint_io
-from showo.training import metrics
+from showo.training import metrics, trainer
+
+
+class StepClock:
+    """A stand-in for the trainer's ``time``: every reading is ``tick`` seconds after the last, so a
+    step (one reading at its end, one when the run starts) takes exactly ``tick`` seconds."""
+
+    def __init__(self, tick: float):
+        self.now, self.tick = 1000.0, tick
+
+    def perf_counter(self) -> float:
+        self.now += self.tick
+        return self.now
 
 
 def die() -> None:
@@ -80,5 +95,7 @@ def arm(point: str) -> None:
 
 
 if __name__ == "__main__":
+    if os.environ.get("SHOWO_TEST_STEP_SECONDS"):
+        trainer.time = StepClock(float(os.environ["SHOWO_TEST_STEP_SECONDS"]))
     arm(sys.argv[1])
     sys.exit(main(sys.argv[2:]))

@@ -4,11 +4,11 @@
 import pytest
 import torch
 from conftest import TINY, sharp_tiny_model
+from conftest import tiny_t2i_prompts as prompts
 from naive_image import naive_generate_image_tokens
 
 from showo.generation.generate_image import generate_image_tokens
 from showo.generation.maskgit import MASKED, MaskGITSampler, mask_ratio
-from showo.generation.prompting import t2i_prompt
 
 N = TINY.num_image_tokens
 
@@ -16,14 +16,6 @@ N = TINY.num_image_tokens
 @pytest.fixture(scope="module")
 def sharp_model():
     return sharp_tiny_model()
-
-
-def prompts(texts, image=None):
-    layout = TINY.layout
-    image = torch.full((len(texts), N), layout.mask_id) if image is None else image
-    cond = t2i_prompt(texts, image, layout, TINY.max_text_length)
-    uncond = t2i_prompt([[] for _ in texts], image, layout, TINY.max_text_length)
-    return cond, uncond
 
 
 def seeded(seed=1):

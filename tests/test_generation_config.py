@@ -45,7 +45,7 @@ def test_bad_files_are_named(tmp_path, values, message):
 def test_the_pipeline_samples_with_its_folders_defaults(tiny_pipeline, tmp_path):
     tiny_pipeline.save_pretrained(tmp_path)
     GenerationConfig(steps=3, guidance_scale=0.5).save(tmp_path)
-    pipe = ShowoPipeline.from_pretrained(tmp_path)
+    pipe = ShowoPipeline.from_pretrained(tmp_path, torch_dtype=torch.float32)  # compared with the fp32 one
     assert pipe.generation == GenerationConfig(steps=3, guidance_scale=0.5)
     seen = []
     codes = pipe.generate_codes(["a red circle"], seed=4, callback=lambda s, lg, c: seen.append(s))

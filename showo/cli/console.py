@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from ..model.precision import CHOICES, describe_dtype
 from ..training.trainer import TrainingDiverged, TrainingInterrupted
 
 USER_ERRORS = (ValueError, OSError, TrainingDiverged)
@@ -96,6 +97,14 @@ def check_device(name: str | None) -> torch.device:
     if device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"--device {name}: showo runs on cpu, cuda or mps")
     return device
+
+
+def check_dtype(name: str, device: torch.device) -> str:
+    """``--dtype NAME`` checked against the choices (a ValueError naming it otherwise); returns what
+    it comes to on ``device`` in a few words (``"bf16 (CPU with AMX)"``)."""
+    if name not in CHOICES:
+        raise ValueError(f"--dtype {name!r}: expected one of {', '.join(CHOICES)}")
+    return describe_dtype(name, device)
 
 
 def set_threads(threads: int | None) -> None:

@@ -21,10 +21,18 @@ from ..evaluation.report import RETRAIN_TARGETS, TARGETS, metric_table
 from ..model.convert import convert_folder
 from ..web.limits import MB, Limits
 from ..web.server import serve
-from .console import check_device, debugging, run_command, say, set_threads
+from .console import check_device, check_dtype, debugging, run_command, say, set_threads
 from .edit import register as register_edit
 from .generate import register as register_generate
-from .options import DefaultsHelpFormatter, add_command, add_device_argument, model_folder, say_model
+from .options import (
+    DefaultsHelpFormatter,
+    add_command,
+    add_device_argument,
+    add_dtype_argument,
+    model_folder,
+    say_dtype,
+    say_model,
+)
 from .train import register_pre_encode, register_train
 from .understand import register as register_understand
 
@@ -72,10 +80,12 @@ def run_serve(args: argparse.Namespace) -> None:
                     queue_size=args.queue_size)
     if importlib.util.find_spec("gradio") is None:  # not imported here: build_app sets its temp dir first
         raise SystemExit("showo serve: the web demo needs gradio: pip install 'showo[demo]'")
-    device = str(check_device(args.device))
+    device = check_device(args.device)
+    precision = check_dtype(args.dtype, device)
     folder, described = model_folder(args.model)
     say_model(args.command, described)
-    serve(folder, args.host, args.port, limits, device)
+    say_dtype(args.command, precision)
+    serve(folder, args.host, args.port, limits, str(device), args.dtype)
 
 
 def register_serve(sub) -> None:
@@ -84,6 +94,7 @@ def register_serve(sub) -> None:
     parser.add_argument("--model", help="pipeline folder from ShowoPipeline.save_pretrained (default: the shipped "
                                         "model of the built-in world)")
     add_device_argument(parser)
+    add_dtype_argument(parser)
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 for every "
                              "network interface)")
@@ -102,10 +113,13 @@ def register_serve(sub) -> None:
 
 def _quickstart(args: argparse.Namespace) -> None:
     model = args.model  # with --retrain: the model it trains (and --model is refused)
+    precision = check_dtype(args.dtype, check_device(None))  # the quickstart runs where from_pretrained puts it
     if not args.retrain:
         model, described = model_folder(args.model)
         say_model(args.command, described)
-    metrics = run_quickstart(args.output, model, Budget.ci() if args.ci else Budget(), args.retrain, args.seed)
+    say_dtype(args.command, precision)
+    metrics = run_quickstart(args.output, model, Budget.ci() if args.ci else Budget(), args.retrain, args.seed,
+                             args.dtype)
     print(metric_table(metrics, RETRAIN_TARGETS if args.retrain else TARGETS))
     say(f"report: {Path(args.output) / 'report.html'}")
 
@@ -121,6 +135,7 @@ def register_quickstart(sub) -> None:
                    help="train the tokenizer and a model from scratch first (the world recipe cut to 24 to 28 min "
                         "on 2 CPU cores)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the evaluation")
+    add_dtype_argument(p)
     p.set_defaults(run=_quickstart)
 
 

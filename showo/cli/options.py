@@ -1,6 +1,6 @@
 """What the inference sub-commands share: the help formatter, the model and sampling options, the
-model they load (the shipped one by default, said on stderr), per-step progress, numbered result
-files and the notice for a resized input."""
+model they load (the shipped one by default) and its precision (both said on stderr), per-step
+progress, numbered result files and the notice for a resized input."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..model.image_processing import resize_and_crop
 from ..pipeline import ShowoPipeline, shipped_model_dir
-from .console import check_device, say
+from .console import check_device, check_dtype, say
 
 GENERATION_CONFIG = "default: the model's generation_config.json, else {}"
 
@@ -57,12 +57,22 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--llm-config", help="folder with the base LLM's config.json, for released checkpoints "
                                              "(default: the config inside MODEL)")
     add_device_argument(parser)
+    add_dtype_argument(parser)
     parser.add_argument("--output", type=Path, default=Path("outputs"), help="folder for the results")
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="where to run: cpu, cuda, cuda:1 or mps (default: cuda when torch sees a GPU, "
                                          "else cpu)")
+
+
+def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
+    """``--dtype``, checked by ``console.check_dtype`` when the command runs (a bad value is one line)."""
+    parser.add_argument("--dtype", default="auto", help=DTYPE_HELP)
+
+
+DTYPE_HELP = ("precision to run the model in: auto, fp32, bf16 or fp16; auto is bf16 where the device runs it fast "
+              "(a GPU with bf16, a CPU with AMX or AVX512-BF16), else fp32, and keeps the image tokenizer fp32")
 
 
 def model_folder(model: str | Path | None) -> tuple[str | Path, str]:
@@ -77,14 +87,20 @@ def say_model(command: str, described: str) -> None:
     say(f"showo {command}: model {described}", error=True)
 
 
+def say_dtype(command: str, described: str) -> None:
+    say(f"showo {command}: dtype {described}", error=True)
+
+
 def load_pipeline(args: argparse.Namespace) -> ShowoPipeline:
-    """The pipeline of ``--model`` (default: the shipped model) on ``--device``, checked first; says
-    on stderr which model it loaded."""
+    """The pipeline of ``--model`` (default: the shipped model) on ``--device`` in ``--dtype``, both
+    checked first; says on stderr which model it loaded and in what precision."""
     device = check_device(args.device)  # before anything is loaded
+    precision = check_dtype(args.dtype, device)
     folder, described = model_folder(args.model)
     pipe = ShowoPipeline.from_pretrained(folder, vq=args.vq, tokenizer=args.tokenizer,
-                                         llm_config=args.llm_config, device=device)
+                                         llm_config=args.llm_config, device=device, torch_dtype=args.dtype)
     say_model(args.command, described)
+    say_dtype(args.command, precision)
     return pipe
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from ..pipeline import ShowoPipeline, shipped_model_dir
 from ..training.runs import retrain
 from .evaluate import Budget, evaluate
@@ -21,10 +23,12 @@ def retrain_model(folder: Path) -> Path:
 
 
 def run_quickstart(output: str | Path = "outputs/quickstart", model_dir: str | Path | None = None,
-                   budget: Budget | None = None, retrain: bool = False, seed: int = 0, progress: bool = True) -> dict:
+                   budget: Budget | None = None, retrain: bool = False, seed: int = 0,
+                   dtype: str | torch.dtype | None = "auto", progress: bool = True) -> dict:
     """Measure a model on the world (``budget`` default: ``Budget()``), write ``output/report.html``
     and ``output/metrics.json``; returns the metrics. The report sets them beside the shipped
-    model's targets, or with ``retrain`` the 30-minute recipe's (``report.RETRAIN_TARGETS``)."""
+    model's targets, or with ``retrain`` the 30-minute recipe's (``report.RETRAIN_TARGETS``).
+    ``dtype``: the precision the model runs in (``ShowoPipeline.from_pretrained``'s ``torch_dtype``)."""
     output = Path(output)
     if retrain and model_dir is not None:
         raise ValueError("give either --model or --retrain, not both")
@@ -32,7 +36,7 @@ def run_quickstart(output: str | Path = "outputs/quickstart", model_dir: str | P
         model_dir = retrain_model(output / "retrained")
     elif model_dir is None:
         model_dir = shipped_model_dir()
-    pipe = ShowoPipeline.from_pretrained(model_dir)
+    pipe = ShowoPipeline.from_pretrained(model_dir, torch_dtype=dtype)
     metrics, artefacts = evaluate(pipe, budget or Budget(), seed=seed, progress=progress)
     artefacts["model"] = str(model_dir)
     targets = RETRAIN_TARGETS if retrain else TARGETS

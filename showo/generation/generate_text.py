@@ -4,6 +4,12 @@ The prompt is run once (prefill) and each new token is then a single-position st
 reads the cached keys and values. Prompts of a batch are left-padded with [PAD]: padding is
 invisible to every real token and does not advance the rotary positions, so a padded row
 produces exactly the tokens it would produce alone.
+
+A step has fixed shapes and reads nothing back to the host: it attends over every slot of the
+cache, the unwritten ones masked, and writes its token at a slot given as a tensor (gpt-fast's
+``decode_one_token``). So it compiles to one graph, a CUDA graph with ``compile=True`` on CUDA
+(``compiled_step``), and the host stays ahead of the device: whether every row has stopped is
+asked only every ``STOP_CHECK_EVERY`` tokens.
 """
 
 from __future__ import annotations
@@ -17,7 +23,11 @@ from ..model.omni_attention import omni_attention_mask
 from ..model.transformer import ShowoModel
 from ..model.validation import shown
 from . import arguments
+from .compiled_step import compiled_step, static_cache
 from .sampling import check_sampling_args, sample_next_token
+
+STOP_CHECK_EVERY = 8  # tokens between the host reads of "has every row stopped?"
+CACHE_SLOTS_MULTIPLE = 64  # cache lengths are rounded up to this: fewer shapes for a compiled step
 
 
 @torch.no_grad()
@@ -33,6 +43,7 @@ def generate_text(
     *,
     inputs_embeds: torch.Tensor | None = None,
     prefill_mask: torch.Tensor | None = None,
+    compile: bool = False,
 ) -> torch.Tensor:
     """Generated tokens (B, T), T <= max_new_tokens.
 
@@ -41,16 +52,27 @@ def generate_text(
     (the CLIP-ViT variant). A row stops at its first ``eot_id`` (default: the layout's <eot>)
     and is filled with ``eot_id`` until every row has stopped.
 
+    ``compile``: run each token's step through ``torch.compile`` (on CUDA in ``reduce-overhead``
+    mode, which replays the step as a CUDA graph); the first call per model, batch size and
+    cache length (prompt + answer, rounded up to ``CACHE_SLOTS_MULTIPLE``) pays the compile,
+    later calls reuse it. The logits equal the eager ones up to float rounding.
+
     Refused before the prompt runs: bad sampling arguments, and a prompt of L columns whose
     ``L + max_new_tokens`` exceeds the model's positions (``max_position_embeddings``)."""
     check_sampling_args(temperature, top_k, top_p)
     if eot_id is not None:
         arguments.integer("eot_id", eot_id)
+    arguments.flag("compile", compile)
     _check_inputs(model, input_ids, inputs_embeds, prefill_mask, max_new_tokens)
     eot_id = model.layout.eot_id if eot_id is None else eot_id
     cache, logits, columns, next_position = _prefill(
         model, input_ids, inputs_embeds, prefill_mask, max_new_tokens
     )
+    step_logits = _answer_step
+    if compile:
+        step_logits = compiled_step(_answer_step, logits.device)
+        static_cache(cache)
+    slots = torch.arange(cache.length, cache.length + max_new_tokens, device=logits.device)  # one per new token
     finished = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)  # (B,)
     tokens = []
     for step in range(max_new_tokens):
@@ -58,12 +80,36 @@ def generate_text(
         token = token.masked_fill(finished, eot_id)
         tokens.append(token)
         finished |= token == eot_id
-        if finished.all() or step == max_new_tokens - 1:
+        if step == max_new_tokens - 1 or ((step + 1) % STOP_CHECK_EVERY == 0 and finished.all()):
             break
-        mask = columns[:, None, None, : cache.length + 1]  # (B, 1, 1, cache.length + 1)
-        hidden = model.hidden_states(token[:, None], mask, next_position + step, cache)
-        logits = model.lm_head(hidden[:, -1])
-    return torch.stack(tokens, dim=1)
+        logits = step_logits(model, cache, token, next_position + step, slots[step : step + 1], columns)
+    return _cut_after_last_stop(torch.stack(tokens, dim=1), eot_id)
+
+
+def _answer_step(
+    model: ShowoModel,
+    cache: KVCache,
+    token: torch.Tensor,
+    position: torch.Tensor,
+    slot: torch.Tensor,
+    columns: torch.Tensor,
+) -> torch.Tensor:
+    """Logits (B, V) after ``token`` (B,), which is written at cache slot ``slot`` (1,) with rotary
+    ``position`` (B, 1). It sees the ``columns`` (B, S) a generated token may see that are
+    written by now (slots up to its own). Pure tensor work of fixed shapes: one graph."""
+    written = torch.arange(columns.shape[1], device=columns.device) <= slot  # (S,)
+    mask = (columns & written)[:, None, None, :]  # (B, 1, 1, S)
+    hidden = model.hidden_states(token[:, None], mask, position, cache, cache_slots=slot)
+    return model.lm_head(hidden[:, -1])
+
+
+def _cut_after_last_stop(tokens: torch.Tensor, eot_id: int) -> torch.Tensor:
+    """(B, T) -> (B, T'): the tokens up to the step at which the last row stopped, as a loop that
+    asked after every token would have ended (rows are filled with ``eot_id`` once stopped)."""
+    stopped = tokens == eot_id
+    if not stopped.any(dim=1).all():
+        return tokens
+    return tokens[:, : int(stopped.int().argmax(dim=1).max()) + 1]
 
 
 def _prefill(
@@ -73,19 +119,20 @@ def _prefill(
     prefill_mask: torch.Tensor | None,
     max_new_tokens: int,
 ) -> tuple[KVCache, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Run the prompt into a fresh cache sized for the answer.
+    """Run the prompt into a fresh cache sized for the answer (rounded up to a multiple of
+    ``CACHE_SLOTS_MULTIPLE``, so that prompts of nearby lengths share one compiled step).
 
     Returns the cache, the last position's logits (B, V), the columns a new token may attend
-    to (B, L + max_new_tokens) bool (real prompt tokens, then every generated token) and
-    each row's next rotary position (B, 1)."""
+    to (B, S) bool (real prompt tokens, then every later slot) and each row's next rotary
+    position (B, 1)."""
     visible, positions = _prompt_columns(model, input_ids, inputs_embeds)  # (B, L), (B, L)
     batch, length = visible.shape
     if prefill_mask is None:
         prefill_mask = omni_attention_mask(input_ids, model.layout)  # (B, 1, L, L)
-    cache = model.new_cache(batch, length + max_new_tokens)
+    cache = model.new_cache(batch, -(-(length + max_new_tokens) // CACHE_SLOTS_MULTIPLE) * CACHE_SLOTS_MULTIPLE)
     hidden = model.hidden_states(input_ids, prefill_mask, positions, cache, inputs_embeds)  # (B, L, D)
     logits = model.lm_head(hidden[:, -1])  # (B, V): no L x V logits for the prompt
-    columns = torch.ones(batch, length + max_new_tokens, dtype=torch.bool, device=visible.device)
+    columns = torch.ones(batch, cache.max_length, dtype=torch.bool, device=visible.device)
     columns[:, :length] = visible
     return cache, logits, columns, positions[:, -1:] + 1
 

@@ -12,13 +12,18 @@ import json
 import os
 import pickle
 import shutil
+import struct
+import sys
 import tempfile
-from collections.abc import Callable, Mapping
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 # Names looked for in a checkpoint folder, in order of preference.
 WEIGHT_FILE_NAMES = ("model.safetensors", "pytorch_model.safetensors", "pytorch_model.bin")
@@ -63,16 +68,96 @@ def find_weight_file(folder: str | Path) -> Path:
     )
 
 
-def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a flat ``{name: tensor}`` dict from safetensors or a weights-only pickle."""
+def load_state_dict(path: str | Path, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """Load a flat ``{name: tensor}`` dict from safetensors or a weights-only pickle.
+
+    ``dtype``: floating-point tensors are converted to it as they are read (integer and bool
+    tensors keep their type, as ``Module.to(dtype)`` leaves them); None keeps the stored precision.
+    See ``iter_state_dict``: the file's own precision is never held whole."""
+    return dict(iter_state_dict(path, dtype))
+
+
+def iter_state_dict(path: str | Path, dtype: torch.dtype | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(name, tensor)`` of a weight file one tensor at a time, each read with plain file reads and
+    converted to ``dtype`` at most ``CHUNK_BYTES`` of the stored precision at a time.
+
+    Memory-mapped loading (``safe_open``, ``torch.load(mmap=True)``) would keep every page it
+    touched resident until the whole file is closed, so converting a fp32 file to bf16 would peak
+    at the fp32 size plus the bf16 size; read this way the peak is the loaded size plus one chunk.
+    Old (non-zip) pickles, which name no offsets, are loaded whole and converted one by one."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        try:
-            return load_file(str(path), device="cpu")
-        except (SafetensorError, OSError, ValueError) as e:
-            raise ValueError(f"{path}: not a readable safetensors file ({e})") from e
+        yield from _iter_safetensors(path, dtype)
+    else:
+        yield from _iter_torch_file(path, dtype)
+
+
+CHUNK_BYTES = 64 * 2**20  # of the stored precision read and converted at a time
+SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+}
+
+
+def _iter_safetensors(path: Path, dtype: torch.dtype | None) -> Iterator[tuple[str, torch.Tensor]]:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        data_start, header = _safetensors_header(path)
+        with open(path, "rb") as file:
+            reader = _Reader(file, dtype)
+            for name, entry in header.items():
+                stored = SAFETENSORS_DTYPES.get(entry["dtype"])
+                if stored is None:
+                    raise ValueError(f"tensor {name!r} has dtype {entry['dtype']}, which showo does not read")
+                yield name, reader.tensor(data_start + entry["data_offsets"][0], entry["shape"], stored)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e})") from e
+
+
+def _safetensors_header(path: Path) -> tuple[int, dict]:
+    """Where the data starts, and each tensor's dtype, shape and byte range after it.
+
+    ``safe_open`` checks the header first (offsets, sizes and the file's length agree; it reads no
+    tensor data); the header is then read as the format defines it (github huggingface/safetensors,
+    README "Format"): an 8-byte little-endian length, then that many bytes of JSON."""
+    with safe_open(str(path), framework="pt"):
+        pass
+    with open(path, "rb") as file:
+        (length,) = struct.unpack("<Q", file.read(8))
+        header = json.loads(file.read(length))
+    header.pop("__metadata__", None)
+    return 8 + length, header
+
+
+def _iter_torch_file(path: Path, dtype: torch.dtype | None) -> Iterator[tuple[str, torch.Tensor]]:
+    """A ``torch.save`` zip: ``torch.load(map_location="meta")`` gives every tensor's dtype, shape,
+    strides and (``_checkpoint_offset``) where its storage lies in the file, without reading data."""
+    layout = _load_torch_file(path, map_location="meta")
+    offsets = {name: getattr(t.untyped_storage(), "_checkpoint_offset", None) for name, t in layout.items()}
+    if None in offsets.values() or not _stored_little_endian(path):  # an old pickle, or a foreign byte order
+        yield from _converted_one_by_one(_load_torch_file(path, map_location="cpu"), dtype)
+        return
+    keys = {name: (offsets[name], t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+            for name, t in layout.items()}
+    shared = {key for key, count in Counter(keys.values()).items() if count > 1}
+    read: dict[tuple, torch.Tensor] = {}  # tensors saved as one (tied weights) stay one
+    try:
+        with open(path, "rb") as file:
+            reader = _Reader(file, dtype)
+            for name, t in layout.items():
+                tensor = read.get(keys[name])
+                if tensor is None:
+                    tensor = reader.view(offsets[name], t)
+                    if keys[name] in shared:
+                        read[keys[name]] = tensor
+                yield name, tensor
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable PyTorch weights file ({e})") from e
+
+
+def _load_torch_file(path: Path, map_location: str) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         raise ValueError(
             f"{path}: refused to unpickle: the file holds objects other than tensors "
@@ -83,6 +168,83 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a flat dict of tensors, got {type(state).__name__}")
     return dict(state)
+
+
+def _stored_little_endian(path: Path) -> bool:
+    """True when the zip's tensors are little-endian, as this machine's (torch writes a ``byteorder``
+    record; files from before it are little-endian)."""
+    if sys.byteorder != "little":
+        return False
+    with zipfile.ZipFile(path) as archive:
+        records = [name for name in archive.namelist() if name.endswith("/byteorder")]
+        return not records or archive.read(records[0]).decode() == "little"
+
+
+def _converted_one_by_one(
+    state: dict[str, torch.Tensor], dtype: torch.dtype | None
+) -> Iterator[tuple[str, torch.Tensor]]:
+    for name in list(state):
+        tensor = state.pop(name)
+        yield name, tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
+
+
+class _Reader:
+    """Reads the tensors of one open weight file, floating-point ones converted to ``dtype``.
+
+    A conversion goes through one scratch buffer of at most ``CHUNK_BYTES``, made when first needed
+    and reused for every tensor of the file: a buffer per tensor, freed between the tensors kept,
+    would leave holes in the heap that the allocator cannot hand back."""
+
+    def __init__(self, file: BinaryIO, dtype: torch.dtype | None) -> None:
+        self.file, self.dtype = file, dtype
+        self.scratch: torch.Tensor | None = None
+
+    def tensor(self, offset: int, shape, stored: torch.dtype) -> torch.Tensor:
+        """The tensor of ``shape`` stored contiguously at byte ``offset`` in ``stored`` precision."""
+        target = self.dtype if self.dtype is not None and stored.is_floating_point else stored
+        out = torch.empty(tuple(shape), dtype=target)
+        flat = out.view(-1)
+        self.file.seek(offset)
+        if target == stored:
+            _read_into(self.file, flat)  # straight into place
+            return out
+        buffer = self._buffer(stored)
+        for start in range(0, flat.numel(), buffer.numel()):
+            piece = buffer[: min(buffer.numel(), flat.numel() - start)]
+            _read_into(self.file, piece)
+            flat[start : start + piece.numel()].copy_(piece)
+        return out
+
+    def view(self, storage_at: int, layout: torch.Tensor) -> torch.Tensor:
+        """The tensor ``layout`` (a meta tensor) describes, its storage starting at byte ``storage_at``."""
+        size = layout.element_size()
+        if layout.is_contiguous():
+            return self.tensor(storage_at + layout.storage_offset() * size, layout.shape, layout.dtype)
+        storage = self.tensor(storage_at, [layout.untyped_storage().nbytes() // size], layout.dtype)
+        return storage.as_strided(layout.shape, layout.stride(), layout.storage_offset()).clone()
+
+    def _buffer(self, stored: torch.dtype) -> torch.Tensor:
+        if self.scratch is None:
+            self.scratch = _source_buffer(min(CHUNK_BYTES, os.fstat(self.file.fileno()).st_size))
+        return self.scratch[: self.scratch.numel() // stored.itemsize * stored.itemsize].view(stored)
+
+
+def _source_buffer(nbytes: int) -> torch.Tensor:
+    """The scratch bytes that stored-precision data is read into before it is converted."""
+    return torch.empty(max(nbytes, 8), dtype=torch.uint8)
+
+
+def _read_into(file: BinaryIO, tensor: torch.Tensor) -> None:
+    """Fill the contiguous ``tensor`` with the next bytes of ``file``."""
+    if tensor.numel() == 0:
+        return
+    view = memoryview(tensor.view(torch.uint8).numpy()).cast("B")
+    done = 0
+    while done < len(view):
+        got = file.readinto(view[done:])
+        if not got:
+            raise ValueError(f"the file ends early: {len(view) - done:,} bytes of a tensor are missing")
+        done += got
 
 
 def check_state_dict(

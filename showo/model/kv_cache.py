@@ -1,13 +1,17 @@
 """A preallocated key/value cache for every layer of the transformer.
 
 Shapes stay static (``max_length`` slots) so the cache works with ``torch.compile``.
-``length`` counts the filled slots. Three uses:
+``length`` counts the filled slots. Four uses:
 
 * prefill: run the prompt with the cache, slots ``[0, L)`` are written;
 * append: run new tokens, they are written after ``length`` and attend to all filled slots;
+* a compiled step (``write``): new tokens go to slots given as a tensor (the same for every
+  row, or one set per row) and attend over all ``max_length`` slots, the mask hiding the
+  unwritten ones. No shape grows and no position is a
+  Python int, so one graph (one CUDA graph) serves every step, as in gpt-fast's ``KVCache``;
 * reuse of a prefix: ``truncate(n)`` rolls back to the first ``n`` slots so another
   continuation can run on the same prefix, ``repeat(k)`` copies each row for ``k``
-  continuations in parallel.
+  continuations in parallel, ``first_rows(n)`` runs only the first rows on it.
 """
 
 from __future__ import annotations
@@ -52,6 +56,34 @@ class KVCache:
         self.values[layer, :, :, start:end] = v
         return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
 
+    def write(
+        self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write ``k, v`` (B, H, L, D) at the cache slots ``slots``; return all ``max_length``
+        slots (B, H, max_length, D), written or not: the caller's mask hides the unwritten ones.
+        ``length`` is left as it is.
+
+        ``slots``: long, (L,) the same slots for every row, or (B, L) each row's own (a MaskGIT
+        step that reuses keys/values runs a different subset of image positions in every row).
+        Two tokens of a row written at one slot leave one of them there, unspecified which.
+        The slot values are not checked here (that would read them back to the host at every
+        step): they must lie in ``[0, max_length)``."""
+        batch, heads, length, dims = k.shape
+        if batch != self.batch_size:
+            raise ValueError(f"KV cache has batch size {self.batch_size}, the input has {batch}")
+        if slots.shape not in ((length,), (batch, length)) or slots.dtype != torch.long:
+            raise ValueError(f"slots must be a ({length},) long tensor (or ({batch}, {length}): each row's own), "
+                             f"one per new token; got {slots.dtype} of shape {tuple(slots.shape)}")
+        keys, values = self.keys[layer], self.values[layer]  # (B, H, max_length, D) views
+        if slots.dim() == 1:
+            keys.index_copy_(2, slots, k)
+            values.index_copy_(2, slots, v)
+        else:
+            index = slots[:, None, :, None].expand(batch, heads, length, dims)
+            keys.scatter_(2, index, k)
+            values.scatter_(2, index, v)
+        return keys, values
+
     def truncate(self, length: int) -> None:
         """Forget every slot from ``length`` on (the prefix before it stays valid)."""
         if not 0 <= length <= self.length:
@@ -68,6 +100,13 @@ class KVCache:
         return self._derived(
             self.keys.repeat_interleave(repeats, dim=1), self.values.repeat_interleave(repeats, dim=1)
         )
+
+    def first_rows(self, rows: int) -> KVCache:
+        """A cache that shares storage with this one and holds its first ``rows`` rows: writes
+        through it land in this cache (the conditional half of a guided batch runs alone)."""
+        if not 1 <= rows <= self.batch_size:
+            raise ValueError(f"first_rows: rows must lie in [1, {self.batch_size}], got {rows}")
+        return self._derived(self.keys[:, :rows], self.values[:, :rows])
 
     def select(self, rows: torch.Tensor | list[int]) -> KVCache:
         """A new cache holding only the given rows (for example the rows still generating)."""

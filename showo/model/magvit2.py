@@ -28,6 +28,7 @@ from .checkpoint_io import (
 )
 from .config import MagvitConfig
 from .hub import MODEL_FILES, resolve_folder
+from .precision import resolve_dtype
 from .validation import build
 
 CONFIG_FORMAT = "showo-magvit2"
@@ -317,6 +318,7 @@ class MagvitV2(nn.Module):
         cache_dir: str | Path | None = None,
         local_files_only: bool = False,
         token: str | bool | None = None,
+        dtype: torch.dtype | str | None = None,
         **overrides: Any,
     ) -> MagvitV2:
         """Load a showo folder, the released ``showlab/magvitv2`` folder, or a weight file.
@@ -327,14 +329,18 @@ class MagvitV2(nn.Module):
         pipeline repo with ``subfolder="vq"``. ``subfolder`` is joined to a local path too.
         ``revision`` (branch, tag or commit hash), ``cache_dir`` (default ``HF_HUB_CACHE``),
         ``local_files_only`` (no download; ``HF_HUB_OFFLINE=1`` does the same) and ``token`` apply to
-        Hub ids. ``overrides``: config fields to replace."""
+        Hub ids. ``overrides``: config fields to replace.
+
+        ``dtype``: None keeps the stored precision; a ``torch.dtype`` or a name (``"bf16"``, ...;
+        ``showo.model.precision.resolve_dtype``) converts the weights tensor by tensor as they are read."""
+        dtype = resolve_dtype(dtype, "cpu")  # a bad value is refused before anything is read
         path = resolve_folder(path, subfolder=subfolder, revision=revision, cache_dir=cache_dir,
                               local_files_only=local_files_only, token=token, allow_patterns=MODEL_FILES)
         weight_file = find_weight_file(path)  # first, so a wrong path reads as FileNotFoundError
         folder = path if path.is_dir() else path.parent
         config = override_config(_read_config(folder), overrides)
-        state = load_state_dict(weight_file)
-        model = cls(config)
+        state = load_state_dict(weight_file, dtype)
+        model = cls(config) if dtype is None else cls(config).to(dtype)
         expected = {k: v.shape for k, v in model.state_dict().items()}
         # The released LFQ buffers are accepted (shape-checked with the rest), then verified.
         buffers = {"quantize.embedding": model.quantize.embedding, "quantize.power_vals": model.quantize.power_vals}

@@ -80,11 +80,17 @@ class Attention(nn.Module):
         mask: torch.Tensor | None,
         cache: KVCache | None,
         layer: int,
+        slots: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """``slots`` (L,) or (B, L), each row's own: write the new keys/values at these cache
+        slots and attend over the whole cache (``KVCache.write``); None appends them after
+        ``cache.length``."""
         q = apply_rotary(self.q_norm(self._heads(self.q_proj(x))), *rope)
         k = apply_rotary(self.k_norm(self._heads(self.k_proj(x))), *rope)
         v = self._heads(self.v_proj(x))
-        if cache is not None:
+        if cache is not None and slots is not None:
+            k, v = cache.write(layer, slots, k, v)
+        elif cache is not None:
             k, v = cache.update(layer, cache.length, k, v)
         out = attend(q, k, v, mask, causal=mask is None and cache is None)
         b, _, length, _ = out.shape
@@ -108,6 +114,6 @@ class Block(nn.Module):
         self.attn = Attention(config)
         self.mlp = MLP(config)
 
-    def forward(self, x, rope, mask, cache, layer):
+    def forward(self, x, rope, mask, cache, layer, slots=None):
         h = self.norm(x)
-        return x + self.attn(h, rope, mask, cache, layer) + self.mlp(h)
+        return x + self.attn(h, rope, mask, cache, layer, slots) + self.mlp(h)

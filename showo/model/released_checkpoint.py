@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import torch
 from pydantic import ConfigDict
 from pydantic.dataclasses import dataclass
 
-from .checkpoint_io import find_weight_file, load_state_dict, read_json
+from .checkpoint_io import find_weight_file, iter_state_dict, load_state_dict, read_json
 from .config import PhiConfig, ShowoConfig
 from .layout import SPECIAL_TOKENS
 from .validation import Bool, Int, NonNegativeInt, Size, build
@@ -61,9 +62,13 @@ def _rename(key: str, pairs: tuple[tuple[str, str], ...]) -> str:
     return key  # unknown keys are kept, so the key check reports them
 
 
-def released_to_ours(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename released keys to ours (dropping buffers that hold no learned state)."""
-    return {_rename(k, KEY_MAP): v for k, v in state.items() if not IGNORED_RELEASED_KEYS.search(k)}
+def released_to_ours(
+    state: Mapping[str, torch.Tensor] | Iterable[tuple[str, torch.Tensor]],
+) -> dict[str, torch.Tensor]:
+    """Rename released keys to ours (dropping buffers that hold no learned state). ``state``: a dict,
+    or ``(name, tensor)`` pairs as ``iter_state_dict`` streams them from a file."""
+    pairs = state.items() if isinstance(state, Mapping) else state
+    return {_rename(k, KEY_MAP): v for k, v in pairs if not IGNORED_RELEASED_KEYS.search(k)}
 
 
 def ours_to_released(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -136,9 +141,11 @@ def released_config(d: dict[str, Any], llm_config: str | Path | None, source: st
 
 
 def read_checkpoint(
-    path: str | Path, llm_config: str | Path | None = None
+    path: str | Path, llm_config: str | Path | None = None, dtype: torch.dtype | None = None
 ) -> tuple[ShowoConfig, dict[str, torch.Tensor]]:
-    """Config and weights (in our key names) of a released or showo folder."""
+    """Config and weights (in our key names) of a released or showo folder; the config is read
+    and checked before any weights. ``dtype``: floating-point weights are converted to it tensor
+    by tensor as they are read (``checkpoint_io.iter_state_dict``); None keeps the stored precision."""
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a checkpoint folder")
@@ -146,6 +153,6 @@ def read_checkpoint(
     d = read_json(config_path)
     weights = find_weight_file(folder)
     if d.get("format") == "showo":
-        return ShowoConfig.from_dict(d, str(config_path)), load_state_dict(weights)
+        return ShowoConfig.from_dict(d, str(config_path)), load_state_dict(weights, dtype)
     config = released_config(d, llm_config, str(config_path))
-    return config, released_to_ours(load_state_dict(weights))
+    return config, released_to_ours(iter_state_dict(weights, dtype))

@@ -18,6 +18,7 @@ from .hub import LLM_CONFIG_FILES, MODEL_FILES, resolve_folder
 from .kv_cache import KVCache
 from .layout import TokenLayout
 from .phi import Block, RotaryEmbedding
+from .precision import resolve_dtype
 from .released_checkpoint import read_checkpoint
 
 # -- learned image positions (not in Show-o; ShowoConfig.image_position_embeddings) ------------
@@ -37,7 +38,7 @@ class ImagePositionEmbedding(nn.Module):
     which a model learns to read slowly. An image block is a run of image-code or ``[MASK]``
     ids; its k-th token sits at row ``k // side``, column ``k % side``. The block must come
     whole in one forward call, as it does in every Show-o layout (the text prefix may be
-    cached; the ``<soi> image <eoi>`` segment always runs together)."""
+    cached; the ``<soi> image <eoi>`` segment runs together), or its cells must be given."""
 
     def __init__(self, grid_side: int, hidden_size: int, layout: TokenLayout) -> None:
         super().__init__()
@@ -47,9 +48,19 @@ class ImagePositionEmbedding(nn.Module):
         for table in (self.rows, self.cols):  # row + column together have the token embeddings' scale
             nn.init.normal_(table.weight, std=2**-0.5)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """(B, L) ids -> (B, L, D): the row + column embedding of image tokens, zero elsewhere."""
-        index = image_token_index(ids, self.layout)
+    def forward(self, ids: torch.Tensor, cells: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) ids -> (B, L, D): the row + column embedding of image tokens, zero elsewhere.
+
+        ``cells`` (B, L) long: each token's index in its image (row-major), for ids that are not
+        a contiguous block, such as the positions of an image gathered for a MaskGIT step that
+        reuses the others' keys/values; read only where the id is an image slot."""
+        if cells is None:
+            index = image_token_index(ids, self.layout)
+        else:
+            if not isinstance(cells, torch.Tensor) or cells.shape != ids.shape or cells.dtype != torch.long:
+                got = f"{cells.dtype} of shape {tuple(cells.shape)}" if isinstance(cells, torch.Tensor) else cells
+                raise ValueError(f"image_cells must be a long tensor of the ids' shape {tuple(ids.shape)}, got {got}")
+            index = torch.where(self.layout.is_image_slot(ids), cells, torch.full_like(cells, -1))
         in_image = index >= 0
         cell = index.clamp(min=0) % (self.grid_side**2)
         added = self.rows(cell // self.grid_side) + self.cols(cell % self.grid_side)
@@ -126,27 +137,67 @@ class ShowoModel(nn.Module):
         position_ids: torch.Tensor | None = None,
         cache: KVCache | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        cache_slots: torch.Tensor | None = None,
+        image_cells: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Final-normalised hidden states (B, L, D); pass ``input_ids`` or ``inputs_embeds``."""
-        x = self._embed(input_ids, inputs_embeds)
+        """Final-normalised hidden states (B, L, D); pass ``input_ids`` or ``inputs_embeds``.
+
+        With a ``cache`` the new tokens are appended after ``cache.length`` and attend to slots
+        ``[0, cache.length + L)``. With ``cache_slots`` (L,) long as well, they are written at
+        those slots instead and attend over all ``cache.max_length`` slots (``attention_mask``
+        (B, 1, L, max_length) hides the unwritten ones; by default a token sees the slots up to
+        its own), ``cache.length`` untouched: a decoding step then keeps its shapes from step to
+        step and reads no position back to the host, so a compiled step is one graph.
+        ``cache_slots`` (B, L) gives each row its own slots (and, by default, rotary positions).
+
+        ``image_cells`` (B, L): each image token's cell in its picture, for the learned image
+        positions (``ImagePositionEmbedding``) when the image tokens are not one contiguous block."""
+        x = self._embed(input_ids, inputs_embeds, image_cells)
         batch, length, _ = x.shape
-        start = cache.length if cache is not None else 0
-        if position_ids is None:
-            position_ids = torch.arange(start, start + length, device=x.device).expand(batch, length)
-        if attention_mask is None and cache is not None:
-            attention_mask = _causal_mask(length, start, x.device)
-        attention_mask = self._check_mask(attention_mask, batch, length, start)
+        position_ids, attention_mask = self._positions_and_mask(
+            cache, cache_slots, position_ids, attention_mask, batch, length, x.device
+        )
         rope = self.rotary(position_ids)
         for i, block in enumerate(self.blocks):
             if self.gradient_checkpointing and self.training:
                 x = torch.utils.checkpoint.checkpoint(
-                    block, x, rope, attention_mask, cache, i, use_reentrant=False
+                    block, x, rope, attention_mask, cache, i, cache_slots, use_reentrant=False
                 )
             else:
-                x = block(x, rope, attention_mask, cache, i)
-        if cache is not None:
-            cache.length = start + length
+                x = block(x, rope, attention_mask, cache, i, cache_slots)
+        if cache is not None and cache_slots is None:
+            cache.length += length
         return self.norm_out(x)
+
+    def _positions_and_mask(
+        self,
+        cache: KVCache | None,
+        slots: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        mask: torch.Tensor | None,
+        batch: int,
+        length: int,
+        device: torch.device,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The rotary positions (default: the new tokens' cache slots) and the checked mask
+        (default with a cache: causal over the slots) of ``hidden_states``."""
+        if slots is not None:
+            if cache is None:
+                raise ValueError("cache_slots needs a cache to write into")
+            if not isinstance(slots, torch.Tensor) or slots.shape not in ((length,), (batch, length)):
+                got = tuple(slots.shape) if isinstance(slots, torch.Tensor) else type(slots).__name__
+                raise ValueError(f"cache_slots must be a ({length},) tensor (or ({batch}, {length}): each row's own), "
+                                 f"one slot per new token, got {got}")
+            new, columns = slots, cache.max_length
+        else:
+            start = cache.length if cache is not None else 0
+            new, columns = torch.arange(start, start + length, device=device), start + length
+        if position_ids is None:
+            position_ids = new.expand(batch, length)
+        if mask is None and cache is not None:
+            visible = torch.arange(columns, device=device) <= new[..., None]  # ([B,] L, columns)
+            mask = visible.view(-1, 1, length, columns)  # (1 or B, 1, L, columns)
+        return position_ids, self._check_mask(mask, batch, length, columns)
 
     def forward(
         self,
@@ -155,12 +206,19 @@ class ShowoModel(nn.Module):
         position_ids: torch.Tensor | None = None,
         cache: KVCache | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        cache_slots: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits (B, L, vocab_size). ``attention_mask``: bool (B, 1, L, start + L), True = may attend;
-        None means causal."""
-        return self.lm_head(self.hidden_states(input_ids, attention_mask, position_ids, cache, inputs_embeds))
+        None means causal. ``cache_slots``: see ``hidden_states``."""
+        hidden = self.hidden_states(input_ids, attention_mask, position_ids, cache, inputs_embeds, cache_slots)
+        return self.lm_head(hidden)
 
-    def _embed(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None) -> torch.Tensor:
+    def _embed(
+        self,
+        input_ids: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None,
+        image_cells: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         if inputs_embeds is not None:
@@ -170,15 +228,15 @@ class ShowoModel(nn.Module):
         # The id range is checked where ids enter (generators, training rows), not here: a check
         # in the forward pass would read the ids back to the host at every decoding step.
         x = self.embed(input_ids)
-        return x if self.image_position is None else x + self.image_position(input_ids)
+        return x if self.image_position is None else x + self.image_position(input_ids, image_cells)
 
     @staticmethod
-    def _check_mask(mask: torch.Tensor | None, batch: int, length: int, start: int) -> torch.Tensor | None:
+    def _check_mask(mask: torch.Tensor | None, batch: int, length: int, columns: int) -> torch.Tensor | None:
         if mask is None:
             return None
         if mask.dtype != torch.bool:
             raise ValueError(f"attention_mask must be boolean (True = may attend), got {mask.dtype}")
-        expected = (batch, 1, length, start + length)
+        expected = (batch, 1, length, columns)
         if mask.dim() != 4 or mask.shape[0] not in (1, batch) or tuple(mask.shape[1:]) != expected[1:]:
             raise ValueError(f"attention_mask must have shape {expected}, got {tuple(mask.shape)}")
         return mask
@@ -189,7 +247,7 @@ class ShowoModel(nn.Module):
         cls,
         path: str | Path,
         llm_config: str | Path | None = None,
-        dtype: torch.dtype | None = None,
+        dtype: torch.dtype | str | None = None,
         *,
         revision: str | None = None,
         cache_dir: str | Path | None = None,
@@ -206,12 +264,18 @@ class ShowoModel(nn.Module):
 
         ``llm_config``: a folder (or file) with the base LLM's ``config.json`` for released
         folders, or its Hub id (``"microsoft/phi-1_5"``, read at its default branch); without it
-        the phi-1.5 values are used."""
+        the phi-1.5 values are used.
+
+        ``dtype``: None keeps the precision the weights are stored in; a ``torch.dtype`` or a name
+        (``"bf16"``, ``"fp32"``, ``"fp16"``; ``"auto"`` as ``showo.model.precision.resolve_dtype``
+        picks it for the CPU, where the model loads) converts them tensor by tensor as they are
+        read, so the stored precision is never held whole (``checkpoint_io.iter_state_dict``)."""
+        dtype = resolve_dtype(dtype, "cpu")  # a bad value is refused before anything is read
         hub = dict(cache_dir=cache_dir, local_files_only=local_files_only, token=token)
         path = resolve_folder(path, revision=revision, allow_patterns=MODEL_FILES, **hub)
         if llm_config is not None:
             llm_config = resolve_folder(llm_config, allow_patterns=LLM_CONFIG_FILES, **hub)
-        config, state = read_checkpoint(path, llm_config)
+        config, state = read_checkpoint(path, llm_config, dtype)
         with torch.device("meta"):  # shapes only: every parameter is replaced by a loaded tensor
             model = cls(config)
         expected = {k: v.shape for k, v in model.state_dict().items()}
@@ -220,7 +284,7 @@ class ShowoModel(nn.Module):
         model.rotary.to_empty(device="cpu")
         model.rotary.reset_buffers()  # not part of the state dict
         if dtype is not None:
-            model.to(dtype)
+            model.to(dtype)  # the buffers that are not in the file; the weights already are
         return model.eval()
 
     def save_pretrained(self, path: str | Path, overwrite: bool = False) -> None:
@@ -235,13 +299,6 @@ class ShowoModel(nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write(folder / "config.json", self.config.save)
         save_safetensors(self.state_dict(), folder / "model.safetensors")
-
-
-def _causal_mask(length: int, start: int, device: torch.device) -> torch.Tensor:
-    """(1, 1, L, start + L): new token i sees every cached slot and new tokens up to i."""
-    rows = torch.arange(length, device=device)[:, None] + start
-    cols = torch.arange(start + length, device=device)[None, :]
-    return (cols <= rows)[None, None]
 
 
 def check_compatible(model: ShowoModel, vq, tokenizer) -> None:
