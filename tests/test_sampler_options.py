@@ -13,7 +13,7 @@ from conftest import tiny_t2i_prompts as prompts
 from showo.generation.generate_image import codes_to_ids, guided, image_span
 from showo.generation.generate_image import generate_image_tokens as generate
 from showo.generation.generation_config import FILENAME, GenerationConfig
-from showo.generation.maskgit import MASKED, MaskGITSampler
+from showo.generation.maskgit import MASKED, MaskGITSampler, _draw_codes_inverse_cdf
 from showo.model.omni_attention import omni_attention_mask
 
 N = TINY.num_image_tokens  # 64: an 8 x 8 grid
@@ -400,3 +400,32 @@ def test_bad_options_in_a_config_file_are_named(tmp_path, values, message):
     with pytest.raises(ValueError, match=message) as error:
         GenerationConfig.from_folder(tmp_path)
     assert str(tmp_path / FILENAME) in str(error.value)
+
+
+# -- draw="inverse_cdf": the distribution of torch.multinomial, from other random numbers ----------
+
+
+def test_the_inverse_cdf_draw_samples_the_multinomial_distribution():
+    torch.manual_seed(0)
+    probs = torch.softmax(torch.randn(3, 2, 16) * 2, dim=-1)  # (B, N, C)
+    draws = 20000
+    counts = torch.zeros_like(probs)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(draws // 100):
+        batch = probs.repeat(100, 1, 1)
+        codes = _draw_codes_inverse_cdf(batch, generator).view(100, 3, 2)
+        counts += torch.nn.functional.one_hot(codes, 16).sum(0).float()
+    frequencies = counts / draws
+    # within 5 standard errors of every probability; a shift by one code would be far outside
+    tolerance = 5 * (probs * (1 - probs) / draws).sqrt() + 1e-3
+    assert ((frequencies - probs).abs() <= tolerance).all()
+    zero = torch.tensor([[[0.0, 1.0, 0.0, 0.0]]])
+    assert (_draw_codes_inverse_cdf(zero.repeat(50, 1, 1), generator) == 1).all()  # never a code of probability 0
+
+
+def test_the_draw_option_is_checked_and_refused_in_released_mode():
+    with pytest.raises(ValueError, match="draw"):
+        MaskGITSampler(8, draw="gumbel")
+    with pytest.raises(ValueError, match="draw='inverse_cdf'"):
+        MaskGITSampler(8, mode="released", draw="inverse_cdf")
+    assert GenerationConfig(draw="inverse_cdf").accelerations()["draw"] == "inverse_cdf"

@@ -66,9 +66,9 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
                                          "else cpu)")
 
 
-def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
+def add_dtype_argument(parser: argparse.ArgumentParser, default: str = "auto", why: str = "") -> None:
     """``--dtype``, checked by ``console.check_dtype`` when the command runs (a bad value is one line)."""
-    parser.add_argument("--dtype", default="auto", help=DTYPE_HELP)
+    parser.add_argument("--dtype", default=default, help=DTYPE_HELP + why)
 
 
 DTYPE_HELP = ("precision to run the model in: auto, fp32, bf16 or fp16; auto is bf16 where the device runs it fast "

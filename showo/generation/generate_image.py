@@ -98,6 +98,7 @@ def generate_image_tokens(
     entropy_budget: float | None = None,
     order: str = "confidence",
     guidance_interval: tuple[float, float] | None = None,
+    draw: str = "multinomial",
     cache_refresh_every: int | None = None,
     cache_warmup_steps: int = 1,
 ) -> torch.Tensor:
@@ -119,6 +120,7 @@ def generate_image_tokens(
     * ``order="halton"``: positions are committed in a fixed 2D Halton order over the grid;
     * ``guidance_interval=(lo, hi)``: guidance only on steps with ``lo <= step / steps < hi``;
       the other steps run only the conditional rows, and their logits are the conditional ones;
+    * ``draw="inverse_cdf"``: codes drawn from the same distribution by a cheaper method;
     * ``cache_refresh_every=k``: reuse across steps the keys/values of the image positions whose
       id did not change (``_ReusingImageLogits``): the first ``cache_warmup_steps`` steps and
       every k-th step run the whole image, the others only the unknown and the just-committed
@@ -129,7 +131,7 @@ def generate_image_tokens(
     out of range (``MaskGITSampler``, ``showo.generation.arguments``) and sequences longer than
     the model's positions."""
     sampler = MaskGITSampler(steps, schedule, temperature, mode, unmask, confidence_threshold, entropy_budget,
-                             order, guidance_interval)
+                             order, guidance_interval, draw)
     check_kv_reuse(cache_refresh_every, cache_warmup_steps, mode, compile)
     if callback is not None and not callable(callback):
         raise ValueError(f"callback must be callable or None, got {type(callback).__name__}")

@@ -36,7 +36,7 @@ from ..model.validation import (
 )
 from .arguments import MAX_GUIDANCE, MAX_STEPS, MAX_TEMPERATURE
 from .generate_image import check_cache_refresh_every, check_cache_warmup_steps
-from .maskgit import ORDERS, UNMASK_RULES, MaskGITSampler, check_choice, check_guidance_interval, check_schedule
+from .maskgit import DRAWS, ORDERS, UNMASK_RULES, MaskGITSampler, check_choice, check_guidance_interval, check_schedule
 
 FILENAME = "generation_config.json"
 
@@ -54,6 +54,7 @@ Temperature = Annotated[Any, must(is_finite_number, "a finite number"), must(lam
 Schedule = Annotated[Any, AfterValidator(check_schedule)]
 Unmask = Annotated[Any, AfterValidator(lambda v: check_choice("unmask", v, UNMASK_RULES))]
 Order = Annotated[Any, AfterValidator(lambda v: check_choice("order", v, ORDERS))]
+Draw = Annotated[Any, AfterValidator(lambda v: check_choice("draw", v, DRAWS))]
 ConfidenceThreshold = Annotated[Any, must(lambda v: v is None or (is_finite_number(v) and 0 < v <= 1),
                                           "null or a probability in (0, 1]")]
 EntropyBudget = Annotated[Any, must(lambda v: v is None or (is_finite_number(v) and v >= 0),
@@ -81,6 +82,7 @@ class GenerationConfig:
     entropy_budget: EntropyBudget = None  # unmask=entropy: summed entropy (nats) committed beyond the schedule
     order: Order = "confidence"  # confidence | halton: the order in which positions are committed
     guidance_interval: GuidanceInterval = None  # [lo, hi]: guide only steps with lo <= step / steps < hi
+    draw: Draw = "multinomial"  # multinomial | inverse_cdf: the same distribution, cheaper on a CPU
     # null | k >= 1: reuse the keys/values of unchanged image positions, a full step every k steps
     cache_refresh_every: CacheRefreshEvery = None
     cache_warmup_steps: CacheWarmupSteps = 1  # the first steps always run the whole image
@@ -89,7 +91,7 @@ class GenerationConfig:
         # the options that depend on each other (unmask=confidence needs confidence_threshold, ...)
         MaskGITSampler(self.steps, self.schedule, self.temperature, unmask=self.unmask,
                        confidence_threshold=self.confidence_threshold, entropy_budget=self.entropy_budget,
-                       order=self.order, guidance_interval=self.guidance_interval)
+                       order=self.order, guidance_interval=self.guidance_interval, draw=self.draw)
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> GenerationConfig:
@@ -111,7 +113,7 @@ class GenerationConfig:
 
     # The fields that speed image decoding up at some cost in fidelity (``generate_image_tokens``'s
     # keyword arguments of the same names); ``mode="released"`` decodes without them.
-    ACCELERATIONS = ("unmask", "confidence_threshold", "entropy_budget", "order", "guidance_interval",
+    ACCELERATIONS = ("unmask", "confidence_threshold", "entropy_budget", "order", "guidance_interval", "draw",
                      "cache_refresh_every", "cache_warmup_steps")
 
     def accelerations(self) -> dict[str, Any]:

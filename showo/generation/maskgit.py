@@ -23,7 +23,10 @@ sampled, so they are not the released sampler any more):
 * ``order="halton"``: commit positions in a fixed, spatially spread 2D Halton order instead of
   by confidence (Besnier et al. 2025, "Halton Scheduler for Masked Generative Image Transformer");
 * ``guidance_interval=(lo, hi)``: classifier-free guidance only on the steps whose progress lies
-  in ``[lo, hi)`` (the generation loop runs only the conditional rows elsewhere).
+  in ``[lo, hi)`` (the generation loop runs only the conditional rows elsewhere);
+* ``draw="inverse_cdf"``: each code drawn from the same distribution as ``torch.multinomial``
+  draws it, by one uniform number against the cumulative probabilities, not by one exponential
+  number per code (a fifth of a decoding's time on a CPU); other random numbers, so other pictures.
 
 The sampler refuses, on construction, what would decode garbage: steps that are not an integer
 in 1..1000, a temperature that is not a finite number in [0, 100], an unknown schedule or a
@@ -47,6 +50,7 @@ SCHEDULES = ("cosine", "linear", "sigmoid", "pow<p>")
 MODES = ("maskgit", "released")
 UNMASK_RULES = ("schedule", "confidence", "entropy")
 ORDERS = ("confidence", "halton")
+DRAWS = ("multinomial", "inverse_cdf")
 
 
 def check_schedule(schedule) -> str:
@@ -166,6 +170,9 @@ class MaskGITSampler:
       rarely decided in the same step); it ignores the model's confidence and the temperature.
     ``guidance_interval``: ``(lo, hi)``, guide only the steps with ``lo <= step / steps < hi``;
       each unguided step runs half the rows, at the cost of weaker prompt adherence there.
+    ``draw``: how a code is drawn from its probabilities: ``"multinomial"`` (``torch.multinomial``,
+      as the released code) or ``"inverse_cdf"`` (the same distribution, several times cheaper
+      on a CPU, from other random numbers).
     """
 
     steps: int = 18
@@ -177,6 +184,7 @@ class MaskGITSampler:
     entropy_budget: float | None = None
     order: str = "confidence"
     guidance_interval: tuple[float, float] | None = None
+    draw: str = "multinomial"
 
     def __post_init__(self) -> None:
         arguments.steps(self.steps)
@@ -186,6 +194,7 @@ class MaskGITSampler:
         check_schedule(self.schedule)
         check_choice("unmask", self.unmask, UNMASK_RULES)
         check_choice("order", self.order, ORDERS)
+        check_choice("draw", self.draw, DRAWS)
         object.__setattr__(self, "guidance_interval", check_guidance_interval(self.guidance_interval))
         self._check_adaptive()
         if self.mode == "released":
@@ -204,7 +213,7 @@ class MaskGITSampler:
 
     def _refuse_options_in_released_mode(self) -> None:
         options = (("unmask", self.unmask, "schedule"), ("order", self.order, "confidence"),
-                   ("guidance_interval", self.guidance_interval, None))
+                   ("guidance_interval", self.guidance_interval, None), ("draw", self.draw, "multinomial"))
         given = [f"{name}={value!r}" for name, value, default in options if value != default]
         if given:
             raise ValueError(f"mode='released' reproduces the released sampler and takes no acceleration, "
@@ -246,7 +255,8 @@ class MaskGITSampler:
         """
         probs = logits.float().softmax(dim=-1)  # (B, N, C)
         unknown = codes == MASKED
-        sampled = torch.where(unknown, _per_row(_draw_codes, probs, generator), codes)
+        draw = _draw_codes if self.draw == "multinomial" else _draw_codes_inverse_cdf
+        sampled = torch.where(unknown, _per_row(draw, probs, generator), codes)
         chosen = probs.gather(-1, sampled[..., None].clamp(min=0))[..., 0]  # (B, N)
         noise = _per_row(_uniform, chosen, generator)
         if self.mode == "released":
@@ -326,6 +336,14 @@ def _draw_codes(probs: torch.Tensor, generator: torch.Generator | None) -> torch
     """(B, N, C) probabilities -> (B, N) sampled codes."""
     flat = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
     return flat.view(probs.shape[:-1])
+
+
+def _draw_codes_inverse_cdf(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """(B, N, C) probabilities -> (B, N) codes: the first code whose cumulative probability exceeds a
+    uniform number scaled by the row's total (the distribution ``torch.multinomial`` samples)."""
+    cumulative = probs.cumsum(dim=-1)  # (B, N, C), float32
+    u = torch.rand(probs.shape[:-1] + (1,), generator=generator, device=probs.device) * cumulative[..., -1:]
+    return torch.searchsorted(cumulative, u, right=True).clamp(max=probs.shape[-1] - 1)[..., 0]
 
 
 def _uniform(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
