@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 from check_tokenizer import psnr, reconstruct  # beside this script
+from make_digits import HELDOUT, WORDS
 from PIL import Image
 
 import showo
 from showo.model.image_processing import labelled_grid
-
-WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
 def reader():
@@ -29,8 +28,7 @@ def reader():
     from sklearn.svm import SVC
 
     data = load_digits()
-    heldout = 97  # make_digits.py keeps the last 97 out of training
-    return SVC(gamma=0.001).fit(data.data[:-heldout], data.target[:-heldout])
+    return SVC(gamma=0.001).fit(data.data[:-HELDOUT], data.target[:-HELDOUT])  # the digits trained on
 
 
 def to_scan(image: Image.Image) -> np.ndarray:

@@ -16,7 +16,7 @@ from ..model.omni_attention import omni_attention_mask
 from ..model.validation import is_integer, shown
 from . import arguments
 from .compiled_step import compiled_step, static_cache
-from .maskgit import MASKED, MaskGITSampler
+from .maskgit import MASKED, MaskGITSampler, refuse_in_released_mode
 
 
 def image_span(input_ids: torch.Tensor, layout) -> tuple[int, int]:
@@ -259,8 +259,7 @@ def check_kv_reuse(refresh_every, warmup_steps, mode: str, compile) -> None:
     if refresh_every is None:
         return
     if mode == "released":
-        raise ValueError(f"mode='released' reproduces the released sampler and takes no acceleration, got "
-                         f"cache_refresh_every={refresh_every!r}; use mode='maskgit'")
+        refuse_in_released_mode([f"cache_refresh_every={refresh_every!r}"])
     if compile:
         raise ValueError(f"compile=True needs steps of one shape, and cache_refresh_every={refresh_every!r} runs "
                          "a different number of positions at every step; choose one of them")

@@ -151,6 +151,14 @@ def _halton_cell(index: int, base: int, side: int) -> int:
     return numerator * side // denominator
 
 
+def refuse_in_released_mode(given: list[str]) -> None:
+    """A ValueError naming the accelerations ``given`` (``"name=value"``), if any: ``mode="released"``
+    reproduces the released sampler and takes none."""
+    if given:
+        raise ValueError(f"mode='released' reproduces the released sampler and takes no acceleration, "
+                         f"got {', '.join(given)}; use mode='maskgit'")
+
+
 @dataclass(frozen=True)
 class MaskGITSampler:
     """One MaskGIT decoding: its schedule and the options of ``step``.
@@ -214,10 +222,7 @@ class MaskGITSampler:
     def _refuse_options_in_released_mode(self) -> None:
         options = (("unmask", self.unmask, "schedule"), ("order", self.order, "confidence"),
                    ("guidance_interval", self.guidance_interval, None), ("draw", self.draw, "multinomial"))
-        given = [f"{name}={value!r}" for name, value, default in options if value != default]
-        if given:
-            raise ValueError(f"mode='released' reproduces the released sampler and takes no acceleration, "
-                             f"got {', '.join(given)}; use mode='maskgit'")
+        refuse_in_released_mode([f"{name}={value!r}" for name, value, default in options if value != default])
 
     @property
     def adaptive(self) -> bool:

@@ -69,7 +69,6 @@ class TrainerBase:
         self.scheduler = make_scheduler(self.optimizer, cfg, self._schedule_length)
         self.state = RunState(self.output, acc, cfg.keep_last)
         self.step = self.state.restore(resume, self.optimizer, self.scheduler, self.feeders) if resume else 0
-        self._step_ends, self._started = [], time.perf_counter()
         if self.total_steps is None and self.step > cfg.warmup_steps:
             raise ValueError(f"max_minutes: this run is at step {self.step}, past its warm-up ({cfg.warmup_steps} "
                              f"steps), with no {TIME_BUDGET_FILE}: the step time is measured in warm-up; set "
@@ -139,6 +138,11 @@ class TrainerBase:
         self.step += 1
 
     # -- the whole run --------------------------------------------------------------------------
+    def _stop_at(self, max_steps: int | None) -> int:
+        """The step the run stops at: ``max_steps`` if given, else its length (under max_minutes,
+        ``config.max_steps`` caps it until it is sized)."""
+        return max_steps or self.total_steps or self.config.max_steps
+
     def run(self, max_steps: int | None = None, on_step=None) -> list[dict[str, float]]:
         """Train to ``max_steps`` (default: the run's length, ``total_steps``), then write ``final/``.
 
@@ -148,17 +152,17 @@ class TrainerBase:
         main = acc.is_main_process
         log = MetricsLog(self.output, self.step, cfg.tensorboard, cfg.wandb, cfg.to_dict()) if main else None
         records = []
-        stop = max_steps or self.total_steps or cfg.max_steps  # max_minutes: max_steps caps it until sized
+        stop = self._stop_at(max_steps)
         if self.total_steps is None and stop <= cfg.warmup_steps and main:
             say(f"max_minutes={cfg.max_minutes:g}: the run ends at step {stop}, in its warm-up, before its "
                 "pace is measured")
         bar = tqdm(total=stop, initial=self.step, desc="train", disable=not main, dynamic_ncols=True)
-        self._step_ends, self._started = [], time.perf_counter()
+        self._step_ends, self._started = [], time.perf_counter()  # max_minutes times the steps from here
         try:
             with stop_requests() as requested:
                 while self.step < stop:
                     record = self.train_step()
-                    stop = max_steps or self.total_steps or cfg.max_steps  # max_minutes sizes the run in a step
+                    stop = self._stop_at(max_steps)  # max_minutes sizes the run in a step
                     if bar.total != stop:
                         bar.total = stop
                         bar.refresh()
