@@ -26,6 +26,7 @@ quickstart: setup
 
 bench: setup
 	$(BIN)/python benchmarks/forward.py
+	$(BIN)/python benchmarks/versus_naive.py
 	$(BIN)/python benchmarks/inference.py
 	$(BIN)/python benchmarks/training.py
 

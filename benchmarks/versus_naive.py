@@ -1,8 +1,8 @@
 """Our inference paths against the naive full-recompute path (what the released code does),
 on the same random weights at the show-o-256 sequence layout.
 
-    python benchmarks/inference.py                      # CPU, 2 of 24 layers, fp32
-    python benchmarks/inference.py --layers 24 --device cuda --dtype bf16
+    python benchmarks/versus_naive.py                      # CPU, 2 of 24 layers, fp32
+    python benchmarks/versus_naive.py --layers 24 --device cuda --dtype bf16
 
 Prints, for each task, seconds for both paths, the speed-up, and achieved GFLOP/s next to
 the machine's plain matmul GFLOP/s:

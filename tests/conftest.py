@@ -13,6 +13,17 @@ from showo.training.metrics import read_metrics
 TINY = showo_preset("tiny")
 
 
+@pytest.fixture(autouse=True)
+def ci_machine_cpu(monkeypatch):
+    """Every test sees the CI machine's CPU, one with AVX512-BF16, so ``dtype="auto"`` (the default
+    of ``from_pretrained`` and the CLI) picks bf16 on any machine the suite runs on; tests of the
+    probe itself replace these answers."""
+    from showo.model import precision
+
+    monkeypatch.setattr(precision, "_proc_cpuinfo_flags", lambda: {"avx512_bf16"})
+    monkeypatch.setattr(precision, "_torch_cpu_flags", lambda: set())
+
+
 def tiny_t2i_prompts(texts, image=None):
     """(cond, uncond) t2i sequences of the tiny preset for token lists ``texts``; the image all
     [MASK] unless given."""

@@ -63,5 +63,8 @@ def test_the_shipped_model_samples_as_its_recipe_says():
     from showo.training.presets import train_preset
 
     config = GenerationConfig.from_folder(shipped_model_dir())
-    recipe = train_preset("world")["transformer"]["generation"]
-    assert (config.steps, config.guidance_scale) == (recipe["steps"], recipe["guidance_scale"])
+    assert config == GenerationConfig(**train_preset("world")["transformer"]["generation"])
+    assert config.accelerations()["draw"] == "inverse_cdf"  # the fast path is the shipped default
+    exact = config.without_accelerations()  # the exact sampler, at the shipped steps and guidance
+    assert exact == GenerationConfig(steps=config.steps, guidance_scale=config.guidance_scale)
+    assert exact.accelerations() == GenerationConfig().accelerations() != config.accelerations()

@@ -257,11 +257,11 @@ def test_to_takes_the_same_choices(saved_pipeline, cpu_with):
 MODEL_COMMANDS = ("generate", "inpaint", "extrapolate", "answer", "caption", "serve", "quickstart")
 
 
-def test_every_command_that_loads_a_model_takes_dtype_auto_by_default_but_serve_fp32():
+def test_every_command_that_loads_a_model_takes_dtype_auto_by_default():
     commands = build_parser()._subparsers._group_actions[0].choices
     for name in MODEL_COMMANDS:
         (action,) = [a for a in commands[name]._actions if "--dtype" in a.option_strings]
-        assert action.default == ("fp32" if name == "serve" else "auto"), name
+        assert action.default == "auto", name
 
 
 @pytest.mark.parametrize("dtype, probe, expected, line", [
@@ -298,10 +298,10 @@ def test_a_bad_dtype_exits_2_with_one_line(command, capsys, monkeypatch, tmp_pat
     assert err == [f"showo {command[0]}: error: --dtype 'fp64': expected one of auto, fp32, bf16, fp16"]
 
 
-def test_serve_runs_fp32_unless_told_since_its_examples_were_chosen_in_fp32(monkeypatch):
+def test_serve_hands_its_dtype_to_the_server(monkeypatch):
     import showo.cli.main as cli_main
 
     served = []
     monkeypatch.setattr(cli_main, "serve", lambda *args: served.append(args[-1]))
-    assert main(["serve"]) == 0 and main(["serve", "--dtype", "auto"]) == 0
-    assert served == ["fp32", "auto"]
+    assert main(["serve"]) == 0 and main(["serve", "--dtype", "fp32"]) == 0
+    assert served == ["auto", "fp32"]

@@ -324,15 +324,16 @@ def test_twenty_concurrent_requests_all_finish(client, files):
 
 
 # -- the examples of every tab, on the shipped model ------------------------------------------------
-@pytest.fixture(scope="module")
-def shipped(tmp_path_factory):
-    """(Tasks on the shipped model, the example files as the page writes them)."""
+@pytest.fixture(scope="module", params=[torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def shipped(tmp_path_factory, request):
+    """(Tasks on the shipped model, the example files as the page writes them), in both precisions
+    that ``--dtype auto`` picks from (fp32, or bf16 on hardware that runs it fast)."""
     from showo.pipeline import ShowoPipeline, shipped_model_dir
     from showo.web.tasks import Tasks
     from showo.web.ui import example_images
 
-    try:  # fp32: the examples' seeds were chosen with the model in fp32
-        pipe = ShowoPipeline.from_pretrained(shipped_model_dir(), torch_dtype=torch.float32)
+    try:
+        pipe = ShowoPipeline.from_pretrained(shipped_model_dir(), torch_dtype=request.param)
     except FileNotFoundError as e:
         pytest.skip(str(e))
     with pytest.MonkeyPatch.context() as env:  # where the mixed tab's gr.Image messages write their pictures

@@ -94,8 +94,7 @@ def register_serve(sub) -> None:
     parser.add_argument("--model", help="pipeline folder from ShowoPipeline.save_pretrained (default: the shipped "
                                         "model of the built-in world)")
     add_device_argument(parser)
-    add_dtype_argument(parser, "fp32", "; the demo's examples were chosen with the shipped model in fp32 (one of "
-                                       "them comes out wrong in bf16), so this command runs fp32 unless told")
+    add_dtype_argument(parser)
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 for every "
                              "network interface)")

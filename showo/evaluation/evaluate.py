@@ -49,7 +49,8 @@ class Budget:
     mixed: int = 12  # mixed-modality prompts, up to two pictures each
     evaluator_scenes: int = 300  # rendered and degraded scenes for the judge's own accuracy
     # Sampling of every generated picture; None: the model's generation_config.json (the
-    # shipped model's: 24 steps, guidance 1.5), so the numbers are what users get by default.
+    # shipped model's: 16 steps, guidance 1.5 and its accelerations), so the numbers are what users get
+    # by default.
     steps: int | None = None
     guidance_scale: float | None = None
     temperature: float | None = None

@@ -19,7 +19,7 @@ steps (``cache_refresh_every``, ``cache_warmup_steps``; ``generate_image_tokens`
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -119,6 +119,11 @@ class GenerationConfig:
     def accelerations(self) -> dict[str, Any]:
         """The sampling accelerations this config names, as ``generate_image_tokens`` keywords."""
         return {name: getattr(self, name) for name in self.ACCELERATIONS}
+
+    def without_accelerations(self) -> GenerationConfig:
+        """This config with every acceleration off (the exact sampler; steps, guidance and the
+        rest unchanged): ``pipe.generation = pipe.generation.without_accelerations()``."""
+        return replace(self, **GenerationConfig().accelerations())
 
     def resolve(self, **given) -> dict:
         """``given`` with every None replaced by this config's value."""

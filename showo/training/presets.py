@@ -93,8 +93,9 @@ PRESETS: dict[str, dict[str, Any]] = {
             "sample_every": 500,
             "sample_prompts": WORLD_PROMPTS,
             "mmu_turns": "one",  # the shipped model's first runs; its later ones learned every turn
-            # Guidance 1.5 beat 3.0 by ~0.06 t2i_overall on the shipped model (docs/world-model.md).
-            "generation": {"steps": 24, "guidance_scale": 1.5},
+            # Guidance 1.5 beat 3.0 by ~0.06 t2i_overall on the shipped model (docs/world-model.md);
+            # 16 steps, inverse-CDF draws and key/value reuse: 3.3x exact's speed at -0.003 (docs/benchmarks.md).
+            "generation": {"steps": 16, "guidance_scale": 1.5, "draw": "inverse_cdf", "cache_refresh_every": 3},
         },
     },
 }

@@ -130,11 +130,11 @@ def stop_on_signals(demo) -> dict:
 
 
 def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: int = 7860,
-          limits: Limits = Limits(), device: str = "cpu", dtype: str | torch.dtype | None = "fp32",
+          limits: Limits = Limits(), device: str = "cpu", dtype: str | torch.dtype | None = "auto",
           block: bool = True):
     """Load the pipeline in ``model_dir`` (default: the shipped model) on ``device`` in ``dtype``
-    (``ShowoPipeline.from_pretrained``'s ``torch_dtype``; fp32 by default: the examples were chosen
-    with the shipped model in fp32) and serve the demo."""
+    (``ShowoPipeline.from_pretrained``'s ``torch_dtype``: ``"auto"`` is bf16 where the hardware runs
+    it fast; the examples hold in both fp32 and bf16) and serve the demo."""
     pipe = ShowoPipeline.from_pretrained(model_dir or shipped_model_dir(), device=device, torch_dtype=dtype)
     return launch(build_app(pipe, limits), limits, host, port, block)
 

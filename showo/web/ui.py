@@ -36,7 +36,7 @@ EXAMPLE_SCENES = {  # file name -> scene
 }
 EXAMPLE_PROMPTS = [
     "a red circle at the top left",
-    "two blue squares",
+    "three red squares",
     "a yellow triangle to the left of a green circle",
     "a large purple triangle above a small white circle",
 ]
