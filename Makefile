@@ -13,7 +13,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev,train,demo]"
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev,train,demo,lora]"
 	touch $@
 
 setup: $(VENV)/.installed

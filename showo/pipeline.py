@@ -32,6 +32,7 @@ from .generation.maskgit import MaskGITSampler
 from .generation.processor import ShowoProcessor
 from .generation.sampling import check_sampling_args
 from .generation.untaught import warn_unmarked_answers, warn_unrelated_plans
+from .model import adapters
 from .model.checkpoint_io import replace_folder
 from .model.hub import resolve_folder
 from .model.image_processing import ImageLike, load_image, load_mask, postprocess_images
@@ -153,6 +154,32 @@ class ShowoPipeline:
         self.model.to(device=device, dtype=model_dtype)
         self.vq.to(device=device, dtype=vq_dtype)
         return self
+
+    # -- LoRA adapters (showo.model.adapters; needs peft) -------------------------------------------
+    def load_adapter(self, folder: str | Path, name: str = adapters.DEFAULT, *, revision: str | None = None,
+                     cache_dir: str | Path | None = None, local_files_only: bool = False,
+                     token: str | bool | None = None) -> None:
+        """Add the LoRA adapter saved in ``folder`` (a local folder in peft's layout, or a Hub id
+        resolved as ``from_pretrained`` resolves one) to the model as ``name``; it is active at once."""
+        folder = resolve_folder(folder, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
+                                token=token, allow_patterns=sorted(adapters.ADAPTER_FILES))
+        adapters.load_adapter(self.model, folder, name)
+        self.model.eval()
+
+    def save_adapter(self, folder: str | Path, name: str = adapters.DEFAULT, overwrite: bool = False) -> None:
+        """Write adapter ``name`` alone (``adapter_config.json``, ``adapter_model.safetensors``)."""
+        adapters.save_adapter(self.model, folder, name, overwrite)
+
+    def merge_adapters(self, keep_copy: bool = True) -> None:
+        """Fold the adapters into the weights (``showo.model.adapters.merge_adapters``)."""
+        adapters.merge_adapters(self.model, keep_copy)
+
+    def unmerge_adapters(self) -> None:
+        adapters.unmerge_adapters(self.model)
+
+    def adapters_disabled(self):
+        """``with pipe.adapters_disabled(): ...``: calls inside run the base model."""
+        return adapters.adapters_disabled(self.model)
 
     # -- images <-> codes ---------------------------------------------------------------------
     def encode_images(self, images: Sequence[ImageLike]) -> torch.Tensor:

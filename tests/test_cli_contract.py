@@ -70,8 +70,8 @@ def test_serve_and_quickstart_name_their_model_too(files, tmp_path, monkeypatch,
     if importlib.util.find_spec("gradio") is None:
         pytest.skip("serve needs gradio")
     served = []
-    monkeypatch.setattr(cli_main, "serve", lambda model, *args: served.append(model))
-    monkeypatch.setattr(cli_main, "run_quickstart", lambda output, model, *args: served.append(model) or {})
+    monkeypatch.setattr(cli_main, "serve", lambda model, *args, **kwargs: served.append(model))
+    monkeypatch.setattr(cli_main, "run_quickstart", lambda output, model, *args, **kwargs: served.append(model) or {})
     monkeypatch.setattr(cli_main, "metric_table", lambda metrics, targets: "")
     assert main(["serve"]) == 0 and main(["quickstart", "--output", str(tmp_path)]) == 0
     assert served == [shipped_model_dir()] * 2
@@ -264,7 +264,7 @@ def test_answer_a_jsonl_with_paths_relative_to_it(files, tmp_path, capsys):
                                                               (str(files / "mask.png"), "How many?")]
     assert all(isinstance(r["answer"], str) for r in records)
     capsys.readouterr()
-    for line, complaint in (("{not json", "line 3: not JSON"), ('{"image": "a.png"}', "line 3: give an object"),
+    for line, complaint in (("{not json", "line 3: not valid JSON"), ('{"image": "a.png"}', "line 3: give an object"),
                             ('{"image": "b.png", "question": "q"}', "line 3: no such image file")):
         questions.write_text('{"image": "a.png", "question": "What colour?"}\n\n' + line + "\n")
         assert main(tiny(files, "answer", "--jsonl", str(questions), "--output", str(tmp_path))) == 2

@@ -302,6 +302,6 @@ def test_serve_hands_its_dtype_to_the_server(monkeypatch):
     import showo.cli.main as cli_main
 
     served = []
-    monkeypatch.setattr(cli_main, "serve", lambda *args: served.append(args[-1]))
+    monkeypatch.setattr(cli_main, "serve", lambda *args, **kwargs: served.append(args[-1]))
     assert main(["serve"]) == 0 and main(["serve", "--dtype", "fp32"]) == 0
     assert served == ["auto", "fp32"]

@@ -26,10 +26,12 @@ from .edit import register as register_edit
 from .generate import register as register_generate
 from .options import (
     DefaultsHelpFormatter,
+    add_adapter_argument,
     add_command,
     add_device_argument,
     add_dtype_argument,
     model_folder,
+    say_adapter,
     say_dtype,
     say_model,
 )
@@ -84,8 +86,9 @@ def run_serve(args: argparse.Namespace) -> None:
     precision = check_dtype(args.dtype, device)
     folder, described = model_folder(args.model)
     say_model(args.command, described)
+    say_adapter(args.command, args.adapter)
     say_dtype(args.command, precision)
-    serve(folder, args.host, args.port, limits, str(device), args.dtype)
+    serve(folder, args.host, args.port, limits, str(device), args.dtype, adapter=args.adapter)
 
 
 def register_serve(sub) -> None:
@@ -93,6 +96,7 @@ def register_serve(sub) -> None:
     parser = add_command(sub, "serve", help="the web demo in the browser (gradio)")
     parser.add_argument("--model", help="pipeline folder from ShowoPipeline.save_pretrained (default: the shipped "
                                         "model of the built-in world)")
+    add_adapter_argument(parser)
     add_device_argument(parser)
     add_dtype_argument(parser)
     parser.add_argument("--host", default="127.0.0.1",
@@ -117,9 +121,12 @@ def _quickstart(args: argparse.Namespace) -> None:
     if not args.retrain:
         model, described = model_folder(args.model)
         say_model(args.command, described)
+        say_adapter(args.command, args.adapter)
+    elif args.adapter is not None:
+        raise ValueError("give --adapter with --model (or the shipped model), not with --retrain")
     say_dtype(args.command, precision)
     metrics = run_quickstart(args.output, model, Budget.ci() if args.ci else Budget(), args.retrain, args.seed,
-                             args.dtype)
+                             args.dtype, adapter=args.adapter)
     print(metric_table(metrics, RETRAIN_TARGETS if args.retrain else TARGETS))
     say(f"report: {Path(args.output) / 'report.html'}")
 
@@ -130,6 +137,7 @@ def register_quickstart(sub) -> None:
                                 "the built-in world and write OUTPUT/report.html and OUTPUT/metrics.json.")
     p.add_argument("--output", type=Path, default=Path("outputs/quickstart"), help="folder for the report")
     p.add_argument("--model", help="pipeline folder from ShowoPipeline.save_pretrained (default: the shipped model)")
+    add_adapter_argument(p)
     p.add_argument("--ci", action="store_true", help="a few items of each part: checks that everything runs")
     p.add_argument("--retrain", action="store_true",
                    help="train the tokenizer and a model from scratch first (the world recipe cut to 24 to 28 min "

@@ -56,9 +56,24 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", help="text tokenizer folder with tokenizer.json (default: MODEL)")
     parser.add_argument("--llm-config", help="folder with the base LLM's config.json, for released checkpoints "
                                              "(default: the config inside MODEL)")
+    add_adapter_argument(parser)
     add_device_argument(parser)
     add_dtype_argument(parser)
     parser.add_argument("--output", type=Path, default=Path("outputs"), help="folder for the results")
+
+
+def add_adapter_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--adapter", help=ADAPTER_HELP)
+
+
+ADAPTER_HELP = ("a LoRA adapter folder (adapter_config.json + adapter_model.safetensors, as a LoRA training run "
+                "writes to OUTPUT/final) or Hub id, loaded onto --model (default: none); needs peft: "
+                "pip install 'showo[lora]'")
+
+
+def say_adapter(command: str, adapter: str | None) -> None:
+    if adapter is not None:
+        say(f"showo {command}: adapter {adapter}", error=True)
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
@@ -99,7 +114,10 @@ def load_pipeline(args: argparse.Namespace) -> ShowoPipeline:
     folder, described = model_folder(args.model)
     pipe = ShowoPipeline.from_pretrained(folder, vq=args.vq, tokenizer=args.tokenizer,
                                          llm_config=args.llm_config, device=device, torch_dtype=args.dtype)
+    if args.adapter is not None:
+        pipe.load_adapter(args.adapter)
     say_model(args.command, described)
+    say_adapter(args.command, args.adapter)
     say_dtype(args.command, precision)
     return pipe
 

@@ -16,6 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..model.checkpoint_io import jsonl_records
 from ..model.image_processing import write_text_file
 from .console import output_folder, say
 from .options import add_command, add_model_arguments, load_pipeline
@@ -44,14 +45,7 @@ def read_jsonl(path: Path) -> list[tuple[str, str]]:
     if not path.is_file():
         raise FileNotFoundError(f"--jsonl {path}: no such file")
     pairs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"--jsonl {path} line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{where}: not JSON ({e.msg})") from None
+    for where, record in jsonl_records(path, lambda number: f"--jsonl {path} line {number}"):
         if not isinstance(record, dict) or not all(isinstance(record.get(k), str) for k in ("image", "question")):
             raise ValueError(f'{where}: give an object with "image" and "question" strings')
         image = path.parent / record["image"]

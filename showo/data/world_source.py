@@ -1,5 +1,7 @@
 """The built-in world (``showo.world``) as a training source: ``{"type": "world", "kind": ...}``
 (with ``"scenes"``, and ``"reasoned": true`` for understanding answers that show their work).
+A concept the shipped model has never seen is opt-in: ``"concepts": ["diamond"]`` lets scenes
+hold diamonds, ``"scenes": "diamond"`` puts at least one in every picture.
 
 Sample ``i`` of a kind is a pure function of (seed, split, kind, i), so sharding is "rank r
 takes r, r + W, r + 2W, ..." and the state is one counter: nothing to read, nothing to skip.
@@ -18,11 +20,11 @@ class WorldSource:
     type_name = "world"
 
     def __init__(self, kind: str = "t2i", split: str = "train", image_size: int = 64, scenes: str = "any",
-                 reasoned: bool = False, *,
+                 reasoned: bool = False, concepts=(), *,
                  rank: int = 0, world_size: int = 1, seed: int = 0, on_bad_data: str = "skip") -> None:
         if kind not in KINDS:
             raise ValueError(f"world source: kind must be one of {KINDS}, got {kind!r}")
-        self.kind, self.dataset = kind, WorldDataset(split, seed, image_size, scenes, reasoned)
+        self.kind, self.dataset = kind, WorldDataset(split, seed, image_size, scenes, reasoned, concepts)
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.taken, self.skipped = 0, 0
 

@@ -33,9 +33,10 @@ from ..world import (
     answer_matches,
     canonical_caption,
     caption_matches,
-    check_prompt,
     read_scene,
 )
+from ..world.heldout import score_t2i as score_t2i
+from ..world.heldout import vqa_items as vqa_items
 from ..world.scene import CLASSES, SIZES, slot_box
 
 MAX_PSNR = 100.0  # dB: a perfect reconstruction would be infinite, which JSON cannot hold
@@ -54,31 +55,8 @@ def _heldout_scenes(seed: int, image_size: int, start: int = 0):
         index += 1
 
 
-# ---------------------------------------------------------------- text-to-image
-
-
-def score_t2i(items: list[dict], images: list[Image.Image]) -> list[bool]:
-    """Whether each picture satisfies its ``geneval_prompts`` item's spec."""
-    return [check_prompt(item["spec"], read_scene(image)) for item, image in zip(items, images, strict=True)]
-
-
-# ---------------------------------------------------------------- answers and captions
-
-
-def vqa_items(n: int, seed: int, image_size: int = 64) -> list[dict]:
-    """``n`` held-out pictures with one short-answer question each (captions are scored apart):
-    ``{"image", "question", "expected", "kind", "scene"}``."""
-    data = WorldDataset("heldout", seed, image_size)
-    items, index = [], 0
-    while len(items) < n:
-        sample = data.mmu(index)
-        index += 1
-        turns = [(q, a, k) for (q, a), k in zip(sample["turns"], sample["kinds"]) if k != "caption"]
-        if turns:
-            question, expected, kind = turns[0]
-            items.append({"image": sample["image"], "question": question, "expected": expected, "kind": kind,
-                          "scene": sample["scene"]})
-    return items
+# ---------------------------------------------------------------- text-to-image, answers and captions
+# ``score_t2i`` and ``vqa_items`` live in ``showo.world.heldout`` (imported above): the training monitor shares them.
 
 
 def score_answers(predicted: list[str], expected: list[str]) -> list[bool]:

@@ -19,7 +19,7 @@ import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -50,6 +50,21 @@ def read_json(path: str | Path) -> dict:
     if not isinstance(value, dict):
         raise ValueError(f"{path}: expected a JSON object, got {type(value).__name__}")
     return value
+
+
+def jsonl_records(path: str | Path, where: Callable[[int], str]) -> Iterator[tuple[str, Any]]:
+    """``(where(n), value)`` for each non-blank line ``n`` (counted from 1) of a JSON-lines file; a
+    line that is not JSON is a ``ValueError`` that starts with ``where(n)``."""
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except RecursionError:
+            raise ValueError(f"{where(number)}: not valid JSON (nested too deeply to read)") from None
+        except ValueError as e:  # JSONDecodeError, and ints past Python's digit limit
+            raise ValueError(f"{where(number)}: not valid JSON ({getattr(e, 'msg', e)})") from None
+        yield where(number), value
 
 
 def find_weight_file(folder: str | Path) -> Path:
@@ -271,7 +286,8 @@ def check_state_dict(
 
 # What showo writes into a model folder; a folder holding anything else is not replaced.
 SHOWO_FILES = frozenset({"config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
-                         "tokenizer_config.json", "discriminator.safetensors", "vq"})
+                         "tokenizer_config.json", "discriminator.safetensors", "vq",
+                         "adapter_config.json", "adapter_model.safetensors"})  # the last two: a LoRA adapter
 SHOWO_FORMATS = ("showo", "showo-magvit2")
 
 
@@ -350,10 +366,13 @@ def check_destination(target: str | Path, overwrite: bool = False, source: str |
 
 
 def is_showo_folder(folder: str | Path) -> bool:
-    """True when ``folder/config.json`` says showo wrote the folder."""
-    config = Path(folder) / "config.json"
+    """True when ``folder/config.json`` says showo wrote the folder, or it is a LoRA adapter folder
+    (``adapter_config.json`` of peft_type LORA, as ``showo.model.adapters.save_adapter`` writes)."""
+    folder = Path(folder)
     try:
-        return json.loads(config.read_text()).get("format") in SHOWO_FORMATS
+        if (folder / "config.json").is_file():
+            return json.loads((folder / "config.json").read_text()).get("format") in SHOWO_FORMATS
+        return json.loads((folder / "adapter_config.json").read_text()).get("peft_type") == "LORA"
     except (OSError, ValueError, AttributeError, RecursionError):
         return False
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .adapters import base_state_dict
 from .checkpoint_io import atomic_write, check_state_dict, find_weight_file, replace_folder, save_safetensors
 from .config import ShowoConfig
 from .hub import LLM_CONFIG_FILES, MODEL_FILES, resolve_folder
@@ -298,7 +299,7 @@ class ShowoModel(nn.Module):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write(folder / "config.json", self.config.save)
-        save_safetensors(self.state_dict(), folder / "model.safetensors")
+        save_safetensors(base_state_dict(self), folder / "model.safetensors")  # an adapter only merged
 
 
 def check_compatible(model: ShowoModel, vq, tokenizer) -> None:

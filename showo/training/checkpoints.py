@@ -1,7 +1,8 @@
 """Training checkpoints: everything needed to continue exactly, written so none is half-read.
 
 ``OUTPUT/checkpoints/step-00000100/`` holds ``model/`` (``config.json`` + ``model.safetensors``,
-loadable by ``ShowoModel.from_pretrained`` / ``MagvitV2.from_pretrained``),
+loadable by ``ShowoModel.from_pretrained`` / ``MagvitV2.from_pretrained``; a LoRA run's adapter
+alone, ``adapter_config.json`` + ``adapter_model.safetensors``, its base being ``init_from``),
 ``optimizer.pt`` (plain tensors, read with ``weights_only=True``), ``trainer_state.json``
 (step, scheduler, per-rank data positions and Python/NumPy RNG states) and
 ``rng_rank{R}.safetensors`` (torch RNG states). Every process writes into
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from ..model.adapters import adapter_names, write_adapter
 from ..model.checkpoint_io import atomic_write, fsync, fsync_tree, read_json, save_safetensors
 
 STEP_DIR = re.compile(r"^step-(\d{8})$")
@@ -179,7 +181,9 @@ class RunState:
 
     def _write_main(self, staging: Path, step: int, model, state, optimizer, scheduler) -> None:
         """The main process's part of a checkpoint: model, optimiser, schedule; then publish it."""
-        if state is None:
+        if adapter_names(model):
+            write_adapter(model, staging / "model")
+        elif state is None:
             model.save_pretrained(staging / "model")
         else:
             _save_model_state(model, state, staging / "model")

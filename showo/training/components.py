@@ -15,6 +15,7 @@ from ..data.sources import Mixture, build_source
 from ..data.stream import StreamingSource
 from ..data.world_source import world_texts
 from ..generation.prompting import CAPTION_QUESTION, understanding_text
+from ..model.adapters import add_adapter, load_adapter
 from ..model.config import ShowoConfig, magvit_preset, showo_preset
 from ..model.magvit2 import MagvitV2, override_config
 from ..model.text_tokenizer import TextTokenizer
@@ -176,6 +177,20 @@ def model_config(cfg: TrainConfig, tokenizer: TextTokenizer, vq: MagvitV2) -> Sh
         "codebook_size": vq.config.codebook_size, "downsample_factor": vq.config.downsample_factor,
     }
     return dataclasses.replace(base, llm=llm, **{**vocab, **spec})
+
+
+def attach_lora(model: ShowoModel, cfg: TrainConfig, checkpoint: Path | None, is_main: bool) -> None:
+    """``cfg.lora``'s adapters on ``model`` (frozen from here on): new ones, whose B is zero, or the
+    trainable adapter a checkpoint holds; says how many parameters train."""
+    if checkpoint is not None:
+        load_adapter(model, checkpoint, trainable=True)
+    else:
+        add_adapter(model, cfg.lora.peft_config())
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    if is_main:
+        print(f"lora: rank {cfg.lora.rank} on {list(cfg.lora.targets)}: {trained:,} parameters train, "
+              f"{frozen:,} stay frozen ({100 * trained / (trained + frozen):.2f}%)", flush=True)
 
 
 def build_model(cfg: TrainConfig, tokenizer: TextTokenizer, vq: MagvitV2, init: Path | None) -> ShowoModel:

@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import field_validator
 
 from ..generation.generation_config import GenerationConfig
+from ..model.adapters import LORA_TARGETS, lora_config
 from ..model.config import MagvitConfig, PhiConfig, ShowoConfig, magvit_preset, showo_preset
 from ..model.text_tokenizer import DEFAULT_BOS_EOS
 from ..model.validation import (
@@ -110,6 +111,41 @@ class ImageTokenizerTraining:
 
 
 @config_dataclass
+class LoraTraining:
+    """LoRA (``showo.model.adapters``, through peft): low-rank adapters on the layers whose names
+    end in one of ``targets`` train, every weight of ``init_from``'s model stays frozen; the run
+    writes the adapter alone. ``alpha``: the update is scaled by ``alpha / rank`` (None: the rank,
+    a scale of 1). ``token_ids``: the embedding rows of these ids train too (tokens the base never
+    learned)."""
+
+    rank: PositiveInt = 16
+    alpha: PositiveFloat | None = None
+    dropout: Fraction = 0.0
+    targets: tuple[Str, ...] = LORA_TARGETS
+    token_ids: tuple[NonNegativeInt, ...] = ()
+
+    def peft_config(self):
+        return lora_config(self.rank, self.alpha, self.dropout, self.targets, self.token_ids)
+
+
+@config_dataclass
+class MonitorTraining:
+    """The capability monitor (``showo.training.monitor``): every ``every`` steps, and before the first
+    step, the model is measured on held-out items and the numbers join that step's row of
+    ``metrics.jsonl``. ``world``: the built-in world's GenEval-style prompts (``prompts_per_category``
+    of each category) and questions (``questions``); ``file``: a JSONL file of your own questions and
+    prompts (read when the run starts). ``seed`` picks the world's items and the pictures' seeds: every
+    measurement sees the same ones."""
+
+    every: PositiveInt
+    world: Bool = True
+    file: Str | None = None
+    prompts_per_category: PositiveInt = 8
+    questions: PositiveInt = 64
+    seed: NonNegativeInt = 0
+
+
+@config_dataclass
 class TrainConfig:
     task: Literal["showo", "tokenizer"] = "showo"
     # -- what to start from -------------------------------------------------------------------
@@ -138,6 +174,8 @@ class TrainConfig:
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     gradient_checkpointing: Bool = False
     seed: NonNegativeInt = 0
+    # Train LoRA adapters instead of every weight (``lora.rank=16``); needs ``init_from``.
+    lora: LoraTraining | None = None
     torch_threads: PositiveInt | None = None  # CPU threads for torch (None: torch's own choice)
     # -- bookkeeping -------------------------------------------------------------------------
     checkpoint_every: PositiveInt = 500
@@ -145,12 +183,17 @@ class TrainConfig:
     log_every: PositiveInt = 1
     tensorboard: Bool = False
     wandb: Bool = False
+    # Measure the model on held-out items every monitor.every steps (``monitor.every=50``; MonitorTraining).
+    monitor: MonitorTraining | None = None
     # -- each trainer's own fields -------------------------------------------------------------
     transformer: TransformerTraining = field(default_factory=TransformerTraining)
     image_tokenizer: ImageTokenizerTraining = field(default_factory=ImageTokenizerTraining)
 
     def __post_init__(self) -> None:
         problems = [*_data_problems(self), *_model_problems(self.model), *_vq_problems(self.vq)]
+        if self.lora is not None and (self.task != "showo" or self.init_from is None):
+            problems.append("lora: adapters train on a Show-o model given by init_from (task = \"showo\")")
+        problems += _monitor_problems(self)
         try:
             GenerationConfig(**self.transformer.generation)
         except (TypeError, ValueError) as e:
@@ -196,6 +239,17 @@ def _data_problems(cfg: TrainConfig) -> list[str]:
         if missing:
             problems.append(f"{key}: no value for the flows {missing}")
     return problems
+
+
+def _monitor_problems(cfg: TrainConfig) -> list[str]:
+    monitor = cfg.monitor
+    if monitor is None:
+        return []
+    if cfg.task != "showo":
+        return ["monitor: the capability monitor measures a Show-o model (task = \"showo\")"]
+    if not monitor.world and monitor.file is None:
+        return ["monitor: nothing to measure: monitor.world is false and monitor.file is not set"]
+    return []
 
 
 def _model_problems(model: dict[str, Any]) -> list[str]:

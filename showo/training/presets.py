@@ -11,6 +11,9 @@
   name: ``--output runs/stage2`` with ``init_from=stage1`` starts from ``runs/stage1``.
   The ``show-o-*`` ones are the paper's recipe at 256x256 for real data: set the data paths,
   e.g. ``data.t2i.path='shards/*.tar'`` (see the README).
+* ``world-lora``, ``show-o-lora``: LoRA adapters (rank 16) on a trained model, which stays frozen:
+  the shipped world model on world data (change ``data`` to teach it yours, and keep world flows
+  in a mixture as replay), and a released Show-o (set ``init_from`` and the data paths).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ..pipeline import SHIPPED_DIR
 from ..world.reasoning import ANSWER_MARKER
 
 WORLD_PROMPTS = (
@@ -158,6 +162,14 @@ PRESETS["show-o-stage2"] = _stage(_paper_base, {"t2i": _paper_data["pairs"], "mm
                                   "show-o-stage1", 1e-4, 1_000_000)
 PRESETS["show-o-stage3"] = _stage(_paper_base, {"t2i": _paper_data["pairs"], "mmu": _paper_data["llava"],
                                                 "mixed": _paper_data["interleaved"]}, "show-o-stage2", 2e-5, 50_000)
+
+
+# LoRA: adapters on a trained model; the vq and the text tokenizer are init_from's.
+_LORA = {"lora": {"rank": 16}, "vq": None, "tokenizer": None, "warmup_steps": 20}
+PRESETS["world-lora"] = {**copy.deepcopy(_world_base), "model": {"preset": "world"}, "init_from": str(SHIPPED_DIR),
+                         "data": _WORLD_DATA, "max_steps": 500, **copy.deepcopy(_LORA)}
+PRESETS["show-o-lora"] = {**copy.deepcopy(_paper_base), "init_from": None, "learning_rate": 2e-4, "max_steps": 10_000,
+                          "data": {"t2i": _paper_data["pairs"], "mmu": _paper_data["llava"]}, **copy.deepcopy(_LORA)}
 
 
 def train_preset(name: str) -> dict[str, Any]:

@@ -20,14 +20,16 @@ from torch import nn
 from ..data.sources import build_source
 from ..generation.generation_config import GenerationConfig
 from ..generation.processor import ShowoProcessor
+from ..model.adapters import save_adapter
 from ..model.image_processing import labelled_grid, save_image
 from ..model.omni_attention import omni_attention_mask
 from ..model.transformer import ShowoModel
 from ..pipeline import ShowoPipeline
 from .checkpoints import latest_checkpoint, model_folder
-from .components import build_model, build_text_tokenizer, build_vq, resolve_init
+from .components import attach_lora, build_model, build_text_tokenizer, build_vq, resolve_init
 from .config import TrainConfig
 from .feeder import FlowFeeder, RowBuilder
+from .monitor import CapabilityMonitor
 from .sequences import IGNORE, collate_by_length
 from .trainer import TrainerBase, make_accelerator
 from .untaught import untaught_left_off
@@ -64,11 +66,18 @@ class ShowoTrainer(TrainerBase):
         self.output.mkdir(parents=True, exist_ok=True)
         self.accelerator = make_accelerator(config)
         acc, cfg = self.accelerator, config
+        # Its file is read here, on every process: a bad one stops the run before any work.
+        self.monitor = CapabilityMonitor(cfg.monitor) if cfg.monitor is not None else None
         resume = latest_checkpoint(self.output)
         init = resolve_init(cfg.init_from, self.output) if cfg.init_from and resume is None else None
         self.tokenizer = build_text_tokenizer(cfg, self.output, init, acc.is_main_process, acc.wait_for_everyone)
         self.vq = build_vq(cfg, self.output, init, acc.is_main_process, acc.wait_for_everyone).to(acc.device)
-        self.model = build_model(cfg, self.tokenizer, self.vq, model_folder(resume) if resume else init)
+        # A LoRA run's checkpoints hold the adapter alone: its frozen base is always init_from's model.
+        self.base = resolve_init(cfg.init_from, self.output) if cfg.lora else None
+        weights = self.base if cfg.lora else model_folder(resume) if resume else init
+        self.model = build_model(cfg, self.tokenizer, self.vq, weights)
+        if cfg.lora:
+            attach_lora(self.model, cfg, model_folder(resume) if resume else None, acc.is_main_process)
         self.generation = self._generation_config(init, resume)
         self.sample_every = cfg.transformer.sample_every
         self.micro_batch = _micro_batches(cfg, acc.num_processes)
@@ -137,7 +146,12 @@ class ShowoTrainer(TrainerBase):
         return pipe
 
     def save_final(self) -> None:
-        self.pipeline().save_pretrained(self.output / "final", overwrite=True)
+        """``final/``: the pipeline folder; a LoRA run's adapter alone,
+        for ``pipe.load_adapter`` / ``--adapter`` on its base, ``init_from``'s model."""
+        if self.config.lora:
+            save_adapter(self.model, self.output / "final", overwrite=True, base=str(self.base))
+        else:
+            self.pipeline().save_pretrained(self.output / "final", overwrite=True)
 
     @torch.no_grad()
     def write_samples(self) -> None:

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from .checkpoints import TIME_BUDGET_FILE, RunState, latest_checkpoint, read_time_budget, write_time_budget
 from .config import TrainConfig
 from .metrics import MetricsLog
+from .monitor import summary
 from .optimization import START_UP_STEPS, budget_steps, make_optimizer, make_scheduler, step_pace
 
 
@@ -56,9 +57,33 @@ class TrainerBase:
     over the warm-up steps left, its minutes counted from the restart."""
 
     sample_every = 0  # write_samples every this many steps (0: never)
+    # A CapabilityMonitor (``showo.training.monitor``), run on ``self.pipeline()`` before the first step and
+    # every ``monitor.every`` steps; None: never.
+    monitor = None
 
     def write_samples(self) -> None:
         """Optional: pictures of the model's progress every ``sample_every`` steps."""
+
+    def measure(self, record: dict) -> dict:
+        """The monitor's numbers of the model as it is now, added to ``record`` (the main process only:
+        it runs the bare model, so the other processes wait for it at their next collective)."""
+        numbers = self.monitor(self.pipeline())
+        say(summary(record["step"], numbers))
+        record.update(numbers)
+        return record
+
+    def _measure_between_steps(self, record: dict) -> None:
+        """``measure`` on the main process; under max_minutes, before the run is sized, every process
+        waits for it and leaves its time out of the steps' pace (it comes on top, as checkpoints do)."""
+        sizing = self.total_steps is None
+        began = time.perf_counter() if sizing else 0.0
+        if self.accelerator.is_main_process:
+            self.measure(record)
+        if sizing:
+            self.accelerator.wait_for_everyone()
+            spent = time.perf_counter() - began
+            self._started += spent
+            self._step_ends = [t + spent for t in self._step_ends]
 
     def prepare(self, module: nn.Module, resume: Path | None) -> None:
         """Wrap ``module`` and its optimiser through accelerate, make the schedule, and restore
@@ -150,15 +175,19 @@ class TrainerBase:
         raises :class:`TrainingInterrupted`; a second signal stops at once."""
         cfg, acc = self.config, self.accelerator
         main = acc.is_main_process
-        log = MetricsLog(self.output, self.step, cfg.tensorboard, cfg.wandb, cfg.to_dict()) if main else None
+        # A run at step 0 starts from nothing: every row of an earlier try goes, the monitor's step-0 row too.
+        kept = self.step if self.step else -1
+        log = MetricsLog(self.output, kept, cfg.tensorboard, cfg.wandb, cfg.to_dict()) if main else None
         records = []
         stop = self._stop_at(max_steps)
         if self.total_steps is None and stop <= cfg.warmup_steps and main:
             say(f"max_minutes={cfg.max_minutes:g}: the run ends at step {stop}, in its warm-up, before its "
                 "pace is measured")
         bar = tqdm(total=stop, initial=self.step, desc="train", disable=not main, dynamic_ncols=True)
-        self._step_ends, self._started = [], time.perf_counter()  # max_minutes times the steps from here
         try:
+            if self.monitor is not None and self.step == 0 and main:
+                log.log(self.measure({"step": 0}))  # the numbers before training
+            self._step_ends, self._started = [], time.perf_counter()  # max_minutes times the steps from here
             with stop_requests() as requested:
                 while self.step < stop:
                     record = self.train_step()
@@ -167,7 +196,10 @@ class TrainerBase:
                         bar.total = stop
                         bar.refresh()
                     records.append(record)
-                    if log is not None and (self.step % cfg.log_every == 0 or self.step == stop):
+                    measured = self.monitor is not None and self.step % self.monitor.every == 0
+                    if measured:
+                        self._measure_between_steps(record)
+                    if log is not None and (measured or self.step % cfg.log_every == 0 or self.step == stop):
                         log.log(record)
                     bar.update(1)
                     bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")

@@ -131,11 +131,14 @@ def stop_on_signals(demo) -> dict:
 
 def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: int = 7860,
           limits: Limits = Limits(), device: str = "cpu", dtype: str | torch.dtype | None = "auto",
-          block: bool = True):
+          block: bool = True, adapter: str | Path | None = None):
     """Load the pipeline in ``model_dir`` (default: the shipped model) on ``device`` in ``dtype``
     (``ShowoPipeline.from_pretrained``'s ``torch_dtype``: ``"auto"`` is bf16 where the hardware runs
-    it fast; the examples hold in both fp32 and bf16) and serve the demo."""
+    it fast; the examples hold in both fp32 and bf16), with the LoRA ``adapter`` folder on it when
+    given, and serve the demo."""
     pipe = ShowoPipeline.from_pretrained(model_dir or shipped_model_dir(), device=device, torch_dtype=dtype)
+    if adapter is not None:
+        pipe.load_adapter(adapter)
     return launch(build_app(pipe, limits), limits, host, port, block)
 
 

@@ -4,10 +4,18 @@ No data can be downloaded, so a tiny Show-o is trained and measured here. ``scen
 what a picture may hold and draws it, ``language`` turns scenes into captions and checks
 captions against scenes, ``qa`` asks and answers questions, ``reasoning`` works answers out
 object by object, ``dataset`` yields every kind of training sample, ``evaluator`` reads scenes
-back from pixels, ``geneval`` holds GenEval-style prompts and their checks. numpy and pillow
-only.
+back from pixels, ``geneval`` holds GenEval-style prompts and their checks, ``heldout`` the test
+items that the quickstart's evaluation and the training monitor share, ``concepts`` the fixed
+checks of an opt-in concept the shipped model has never seen (``CONCEPTS``: the diamond).
+numpy and pillow only.
 """
 
+from .concepts import (
+    CONCEPT_QUESTION_KINDS,
+    concept_prompts,
+    concept_questions,
+    score_concept_answers,
+)
 from .dataset import KINDS, SPLITS, WorldDataset
 from .evaluator import degrade_image, evaluator_accuracy, read_scene
 from .geneval import GENEVAL_CATEGORIES, check_prompt, geneval_prompts, geneval_scores, scene_from_spec
@@ -24,6 +32,7 @@ from .qa import QA_KINDS, answer_question, make_question
 from .scene import (
     CLASS_NAMES,
     COLOURS,
+    CONCEPTS,
     HELDOUT_PAIRS,
     PALETTE,
     RELATIONS,
@@ -40,6 +49,8 @@ from .scene import (
 __all__ = [
     "CLASS_NAMES",
     "COLOURS",
+    "CONCEPTS",
+    "CONCEPT_QUESTION_KINDS",
     "GENEVAL_CATEGORIES",
     "HELDOUT_PAIRS",
     "KINDS",
@@ -59,6 +70,8 @@ __all__ = [
     "canonical_caption",
     "caption_matches",
     "check_prompt",
+    "concept_prompts",
+    "concept_questions",
     "degrade_image",
     "evaluator_accuracy",
     "geneval_prompts",
@@ -72,4 +85,5 @@ __all__ = [
     "relation_holds",
     "sample_scene",
     "scene_from_spec",
+    "score_concept_answers",
 ]

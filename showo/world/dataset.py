@@ -7,6 +7,9 @@ Samples are plain dicts in the format the training code consumes.
 
 Single objects are never held out, so ``class_sample`` draws the same distribution in both
 splits (from different random streams).
+
+``concepts`` (``scene.CONCEPTS``, e.g. ``("diamond",)``) adds new classes to every kind of
+sample, and ``scenes="diamond"`` puts one in every picture; facts then list the new shapes.
 """
 
 from __future__ import annotations
@@ -14,25 +17,35 @@ from __future__ import annotations
 import numpy as np
 
 from ..generation.prompting import plan_text
-from .language import RELATION_PHRASES, canonical_caption, number_word, object_phrase, random_caption
+from .language import (
+    RELATION_PHRASES,
+    canonical_caption,
+    join_phrases,
+    number_word,
+    object_phrase,
+    random_caption,
+)
 from .qa import QA_KINDS, make_question, referenced_pair, unique_references
 from .reasoning import reasoned_answer
 from .scene import (
-    CLASS_NAMES,
-    CLASSES,
+    CONCEPTS,
     RELATIONS,
-    SCENE_KINDS,
+    SCENE_CHOICES,
     SLOTS,
     Scene,
+    check_concepts,
+    classes_of,
+    concepts_with,
     pick,
     random_object,
     relation_holds,
     sample_scene,
+    shapes_of,
 )
 
 SPLITS = ("train", "heldout")
 KINDS = ("t2i", "class", "mmu", "lm", "interleaved", "plan")
-FACTS = (
+_GENERAL_FACTS = (
     "A square has four corners.", "A triangle has three corners.", "A circle has no corners.",
     "A square has four equal sides.", "A triangle has three sides.", "A circle is round.",
     "A large object is bigger than a small object.", "The top left is above the bottom left.",
@@ -40,8 +53,18 @@ FACTS = (
     "Above is the opposite of below.", "The background is always black.",
     "There are four places: top left, top right, bottom left and bottom right.",
     "There are six colours: red, green, blue, yellow, purple and white.",
-    "There are three shapes: circles, squares and triangles.",
 )
+CONCEPT_FACTS = {"diamond": ("A diamond has four corners.", "A diamond is a square turned onto one corner.")}
+
+
+def facts_of(concepts=()) -> tuple[str, ...]:
+    """The facts of the world with ``concepts``: the general ones, the list of shapes, each concept's own."""
+    shapes = shapes_of(concepts)
+    listed = f"There are {number_word(len(shapes))} shapes: {join_phrases([s + 's' for s in shapes])}."
+    return _GENERAL_FACTS + (listed,) + tuple(f for c in check_concepts(concepts) for f in CONCEPT_FACTS[c])
+
+
+FACTS = facts_of()
 
 
 def _sentence(text: str) -> str:
@@ -52,17 +75,21 @@ class WorldDataset:
     """Samples of one split; ``seed`` picks an independent copy of the whole stream."""
 
     def __init__(self, split: str = "train", seed: int = 0, image_size: int = 64, scenes: str = "any",
-                 reasoned: bool = False):
+                 reasoned: bool = False, concepts=()):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if image_size <= 0 or image_size % 16:
             raise ValueError(f"image_size must be a positive multiple of 16, got {image_size}")
-        if scenes not in SCENE_KINDS:
-            raise ValueError(f"scenes must be one of {SCENE_KINDS}, got {scenes!r}")
+        if scenes not in SCENE_CHOICES:
+            raise ValueError(f"scenes must be one of {SCENE_CHOICES}, got {scenes!r}")
         if not isinstance(reasoned, bool):
             raise ValueError(f"reasoned must be true or false, got {reasoned!r}")
         self.split, self.seed, self.image_size, self.scenes = split, seed, image_size, scenes
         self.reasoned = reasoned  # mmu answers show their work (showo.world.reasoning)
+        self.concepts = concepts_with(concepts, scenes)  # the ones the scenes may hold
+        self.classes, self.facts = classes_of(self.concepts), facts_of(self.concepts)
+        # class samples: any class, or with scenes="diamond" a diamond of any colour
+        self.labels = [k for k, (_, shape) in enumerate(self.classes) if scenes not in CONCEPTS or shape == scenes]
 
     def _rng(self, kind: str, index: int) -> np.random.Generator:
         if index < 0:
@@ -70,7 +97,7 @@ class WorldDataset:
         return np.random.default_rng([self.seed, SPLITS.index(self.split), KINDS.index(kind), index])
 
     def scene(self, rng: np.random.Generator, min_objects: int = 1) -> Scene:
-        return sample_scene(self.split, rng, self.image_size, min_objects, self.scenes)
+        return sample_scene(self.split, rng, self.image_size, min_objects, self.scenes, self.concepts)
 
     def sample(self, kind: str, index: int) -> dict:
         """The sample of ``kind`` (one of ``KINDS``) at ``index``."""
@@ -87,11 +114,12 @@ class WorldDataset:
         return {"kind": "t2i", "image": scene.render(), "caption": random_caption(scene, rng), "scene": scene}
 
     def class_sample(self, index: int) -> dict:
-        """One object of a uniformly drawn colour-shape class, anywhere, any size."""
+        """One object of a uniformly drawn colour-shape class, anywhere, any size; ``label``
+        numbers the class in ``scene.classes_of(concepts)``."""
         rng = self._rng("class", index)
-        label = int(rng.integers(len(CLASSES)))
-        scene = Scene((random_object(rng, pick(rng, SLOTS), CLASSES[label]),), self.image_size)
-        return {"kind": "class", "image": scene.render(), "label": label, "class_name": CLASS_NAMES[label],
+        label = self.labels[int(rng.integers(len(self.labels)))]
+        scene = Scene((random_object(rng, pick(rng, SLOTS), self.classes[label]),), self.image_size)
+        return {"kind": "class", "image": scene.render(), "label": label, "class_name": scene.objects[0].class_name,
                 "scene": scene}
 
     def mmu(self, index: int) -> dict:
@@ -101,7 +129,7 @@ class WorldDataset:
         scene = self.scene(rng)
         turns, kinds, n_turns = [], [], int(rng.integers(1, 4))
         for kind in rng.permutation(QA_KINDS):
-            qa = make_question(str(kind), scene, rng)
+            qa = make_question(str(kind), scene, rng, self.concepts)
             if qa is not None:
                 worked = reasoned_answer(qa[0], scene) if self.reasoned else None
                 turns.append(qa if worked is None else (qa[0], worked))
@@ -116,7 +144,7 @@ class WorldDataset:
         scene = self.scene(rng)
         sentences = [_sentence(random_caption(scene, rng))]
         extra = [_count_sentence(scene), _colour_sentence(scene, rng), _relation_sentence(scene, rng)]
-        extra = [s for s in extra if s] + [pick(rng, FACTS), pick(rng, FACTS)]
+        extra = [s for s in extra if s] + [pick(rng, self.facts), pick(rng, self.facts)]
         for k in rng.permutation(len(extra))[: int(rng.integers(1, 5))]:
             sentences.append(extra[k])
         return {"kind": "lm", "text": " ".join(sentences)}

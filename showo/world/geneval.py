@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .language import RELATION_PHRASES, ObjSpec, noun_phrase, specs_hold
+from .language import RELATION_PHRASES, ObjSpec, join_phrases, noun_phrase, specs_hold
 from .scene import (
     CLASSES,
     COLOURS,
@@ -46,46 +46,54 @@ _REPEATED = [p[0] for p in HELDOUT_PAIRS if p[0] == p[1]]
 _BINDING_PAIRS = [(a, b) for a, b in _PAIRS if a[0] != b[0] and a[1] != b[1]]
 
 
-def _spec(objects: list[tuple[str | None, str, int]], exact: bool, relation: str | None = None) -> dict:
+def make_spec(objects: list[tuple[str | None, str, int]], exact: bool, relation: str | None = None) -> dict:
+    """The spec of (colour or None, shape, count) objects, ``objects[0] relation objects[1]`` if a relation is given."""
     return {"objects": [{"shape": s, "colour": c, "count": n} for c, s, n in objects],
             "relation": relation, "exact": exact}
 
 
-def _prompt(category: str, rng: np.random.Generator) -> tuple[str, dict]:
-    """One (prompt, spec) of ``category``."""
+def prompt_of(spec: dict) -> str:
+    """The words of a spec: "a circle and a triangle", "three green squares", "a red circle above a blue square"."""
+    phrases = [noun_phrase(o["shape"], o.get("count", 1), o.get("colour")) for o in spec["objects"]]
+    if spec.get("relation") is not None:
+        return f"{phrases[0]} {RELATION_PHRASES[spec['relation']]} {phrases[1]}"
+    return join_phrases(phrases)
+
+
+def _prompt_spec(category: str, rng: np.random.Generator) -> dict:
+    """The spec of one prompt of ``category``."""
     if category == "single_object":
-        shape = pick(rng, SHAPES)
-        return f"a {shape}", _spec([(None, shape, 1)], exact=True)
+        return make_spec([(None, pick(rng, SHAPES), 1)], exact=True)
     if category == "two_objects":
-        first, second = pick_distinct(rng, SHAPES, 2)
-        return f"a {first} and a {second}", _spec([(None, first, 1), (None, second, 1)], exact=True)
+        return make_spec([(None, shape, 1) for shape in pick_distinct(rng, SHAPES, 2)], exact=True)
     if category == "counting":
         (colour, shape), n = pick(rng, _REPEATED), int(rng.integers(2, 5))
-        return noun_phrase(shape, n, colour), _spec([(colour, shape, n)], exact=True)
+        return make_spec([(colour, shape, n)], exact=True)
     if category == "colors":
         colour, shape = pick(rng, CLASSES)
-        return f"a {colour} {shape}", _spec([(colour, shape, 1)], exact=False)
+        return make_spec([(colour, shape, 1)], exact=False)
     if category not in ("position", "attribute_binding"):
         raise ValueError(f"unknown category {category!r}; expected one of {GENEVAL_CATEGORIES}")
     pair = pick(rng, _PAIRS if category == "position" else _BINDING_PAIRS)
-    a, b = (pair[k] for k in rng.permutation(2))
-    objects = [(a[0], a[1], 1), (b[0], b[1], 1)]
-    if category == "position":
-        relation = pick(rng, RELATIONS)
-        prompt = f"{noun_phrase(a[1], 1, a[0])} {RELATION_PHRASES[relation]} {noun_phrase(b[1], 1, b[0])}"
-        return prompt, _spec(objects, exact=False, relation=relation)
-    return f"{noun_phrase(a[1], 1, a[0])} and {noun_phrase(b[1], 1, b[0])}", _spec(objects, exact=False)
+    objects = [(colour, shape, 1) for colour, shape in (pair[k] for k in rng.permutation(2))]
+    return make_spec(objects, exact=False, relation=pick(rng, RELATIONS) if category == "position" else None)
+
+
+def prompt_set(spec_of, n_per_category: int, seed: int, stream: int) -> list[dict]:
+    """``n_per_category`` prompts of each category, ``{"category", "prompt", "spec"}``; ``spec_of(category, rng)``
+    draws each spec from the category's own random stream, numbered by (seed, stream, category)."""
+    prompts = []
+    for k, category in enumerate(GENEVAL_CATEGORIES):
+        rng = np.random.default_rng([seed, stream, k])
+        for _ in range(n_per_category):
+            spec = spec_of(category, rng)
+            prompts.append({"category": category, "prompt": prompt_of(spec), "spec": spec})
+    return prompts
 
 
 def geneval_prompts(n_per_category: int = 50, seed: int = 0) -> list[dict]:
     """``n_per_category`` prompts of each category: ``{"category", "prompt", "spec"}``."""
-    prompts = []
-    for k, category in enumerate(GENEVAL_CATEGORIES):
-        rng = np.random.default_rng([seed, 4231, k])
-        for _ in range(n_per_category):
-            prompt, spec = _prompt(category, rng)
-            prompts.append({"category": category, "prompt": prompt, "spec": spec})
-    return prompts
+    return prompt_set(_prompt_spec, n_per_category, seed, 4231)
 
 
 def _specs(spec: dict) -> list[ObjSpec]:

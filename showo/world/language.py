@@ -8,6 +8,7 @@ can be checked against a scene read from pixels.
 A parsed caption holds for a scene when every spec's count is exact (the caption "a red
 circle" is false of a picture with two red circles), distinct specs name distinct objects,
 and every stated relation holds. It need not mention every object unless ``complete``.
+The parser knows the shapes of every concept (``scene.CONCEPTS``): no default text names one.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .scene import COLOURS, RELATIONS, SHAPES, SIZES, SLOTS, Obj, Scene, relation_holds
+from .scene import ALL_SHAPES, COLOURS, RELATIONS, SIZES, SLOTS, Obj, Scene, relation_holds
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four")
 MAX_CAPTION_WORDS = 25
@@ -166,9 +167,9 @@ def words_of(text: str) -> list[str]:
 
 def _noun(word: str) -> tuple[str | None, bool] | None:
     """(shape or None for a generic noun, plural) when ``word`` names objects."""
-    for noun in SHAPES + GENERIC_NOUNS:
+    for noun in ALL_SHAPES + GENERIC_NOUNS:
         if word in (noun, noun + "s"):
-            return (noun if noun in SHAPES else None), word.endswith("s")
+            return (noun if noun in ALL_SHAPES else None), word.endswith("s")
     return None
 
 

@@ -16,7 +16,7 @@ import re
 import numpy as np
 
 from .language import RELATION_PHRASES, ObjSpec, canonical_caption, noun_phrase, number_word, parse_caption
-from .scene import CLASSES, RELATIONS, SIZES, Obj, Scene, pick, relation_holds
+from .scene import RELATIONS, SIZES, Obj, Scene, classes_of, pick, relation_holds
 
 QA_KINDS = ("colour", "shape", "count", "presence", "position", "relation", "caption")
 # The first is the released captioning prompt (ShowoPipeline.caption asks it).
@@ -75,9 +75,10 @@ def _count_question(scene: Scene, rng: np.random.Generator) -> tuple[str, str]:
     return f"How many {noun} are there?", number_word(n)
 
 
-def _presence_question(scene: Scene, rng: np.random.Generator) -> tuple[str, str]:
+def _presence_question(scene: Scene, rng: np.random.Generator, concepts=()) -> tuple[str, str]:
     """Yes and no equally often: a present object's attributes, or attributes nobody has (yes
-    where no value of the asked attributes is missing, e.g. every shape is there)."""
+    where no value of the asked attributes is missing, e.g. every shape is there); absent ones
+    are drawn from the classes of the world with ``concepts``."""
     keys = pick(rng, (("shape",), ("colour",), ("colour", "shape"), ("size", "colour", "shape")))
 
     def present(obj: Obj) -> bool:
@@ -87,8 +88,8 @@ def _presence_question(scene: Scene, rng: np.random.Generator) -> tuple[str, str
         obj = pick(rng, scene.objects)
     else:
         slot = scene.objects[0].slot
-        absent = [o for o in (Obj(shape, colour, size, slot) for colour, shape in CLASSES for size in SIZES)
-                  if not present(o)]
+        candidates = (Obj(shape, colour, size, slot) for colour, shape in classes_of(concepts) for size in SIZES)
+        absent = [o for o in candidates if not present(o)]
         obj = pick(rng, absent) if absent else pick(rng, scene.objects)
     phrase = noun_phrase(obj.shape if "shape" in keys else None, 1, obj.colour if "colour" in keys else None,
                          obj.size if "size" in keys else None)
@@ -117,8 +118,9 @@ def _relation_question(scene: Scene, rng: np.random.Generator) -> tuple[str, str
     return f"Is {pick(rng, refs_a)} {relation} {pick(rng, refs_b)}?", answer
 
 
-def make_question(kind: str, scene: Scene, rng: np.random.Generator) -> tuple[str, str] | None:
-    """A (question, answer) of ``kind``, or None when the scene cannot support one."""
+def make_question(kind: str, scene: Scene, rng: np.random.Generator, concepts=()) -> tuple[str, str] | None:
+    """A (question, answer) of ``kind``, or None when the scene cannot support one; presence
+    questions may ask about the shapes of ``concepts`` too."""
     if not scene.objects:
         return None
     if kind in _TEMPLATES:
@@ -126,7 +128,7 @@ def make_question(kind: str, scene: Scene, rng: np.random.Generator) -> tuple[st
     if kind == "count":
         return _count_question(scene, rng)
     if kind == "presence":
-        return _presence_question(scene, rng)
+        return _presence_question(scene, rng, concepts)
     if kind == "relation":
         return _relation_question(scene, rng)
     if kind == "caption":

@@ -23,6 +23,13 @@ the listed pairings are new. The pairs are:
 * eight pairs of different classes, e.g. a red circle together with a blue square;
 * three classes never repeated in a training scene (green square, purple triangle and blue
   circle appear at most once per training picture), so counting them is new at test time.
+
+Concepts (opt-in). ``CONCEPTS`` lists what the world can add for teaching a trained model
+something new (a LoRA adapter, say); so far one shape, the "diamond" (a square turned on its
+corner: it fills half its box, where a circle fills ~79%). Nothing samples, reads or asks about
+a concept unless given ``concepts=("diamond",)`` or ``scenes="diamond"`` (every scene shows
+one), so the default world is what it always was. ``Obj`` and the language know the word
+always: no default scene or text holds it, so that changes nothing.
 """
 
 from __future__ import annotations
@@ -51,6 +58,9 @@ PALETTE = {
 }
 CLASSES = tuple((colour, shape) for colour in COLOURS for shape in SHAPES)
 CLASS_NAMES = [f"{colour} {shape}" for colour, shape in CLASSES]
+NEW_SHAPES = ("diamond",)  # shapes that only exist when asked for
+CONCEPTS = NEW_SHAPES  # every opt-in concept (so far all shapes)
+ALL_SHAPES = SHAPES + NEW_SHAPES
 
 SIZE_FRACTION = {"small": 0.4, "large": 0.68}  # object side / slot side
 JITTER_FRACTION = 0.08  # largest centre offset / slot side: large objects keep >= 4 px apart at 64
@@ -75,6 +85,32 @@ def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
         raise ValueError(f"unknown {what} {value!r}; expected one of {allowed}")
 
 
+def check_concepts(concepts) -> tuple[str, ...]:
+    """``concepts`` (a name, or names from ``CONCEPTS``) as a tuple in ``CONCEPTS`` order."""
+    names = (concepts,) if isinstance(concepts, str) else concepts
+    if not isinstance(names, (tuple, list)):
+        raise ValueError(f"concepts must be a list of names from {CONCEPTS}, got {concepts!r}")
+    for name in names:
+        _check(name, CONCEPTS, "concept")
+    return tuple(c for c in CONCEPTS if c in names)
+
+
+def concepts_with(concepts, scenes: str) -> tuple[str, ...]:
+    """``concepts`` checked, plus the concept that ``scenes`` names (if it names one)."""
+    concepts = check_concepts(concepts)
+    return check_concepts(concepts + (scenes,)) if scenes in CONCEPTS else concepts
+
+
+def shapes_of(concepts=()) -> tuple[str, ...]:
+    """The shapes of the world with ``concepts`` added: ``SHAPES`` first."""
+    return SHAPES + tuple(s for s in NEW_SHAPES if s in check_concepts(concepts))
+
+
+def classes_of(concepts=()) -> tuple[tuple[str, str], ...]:
+    """The (colour, shape) classes with ``concepts`` added: ``CLASSES`` first, so labels keep their numbers."""
+    return CLASSES + tuple((colour, shape) for colour in COLOURS for shape in shapes_of(concepts)[len(SHAPES):])
+
+
 @dataclass(frozen=True)
 class Obj:
     """One object. ``jitter`` (each in [-1, 1]) only nudges the drawing and is ignored by ==."""
@@ -86,7 +122,7 @@ class Obj:
     jitter: tuple[float, float] = field(default=(0.0, 0.0), compare=False)
 
     def __post_init__(self) -> None:
-        _check(self.shape, SHAPES, "shape")
+        _check(self.shape, ALL_SHAPES, "shape")
         _check(self.colour, COLOURS, "colour")
         _check(self.size, SIZES, "size")
         _check(self.slot, SLOTS, "slot")
@@ -151,12 +187,15 @@ def object_box(obj: Obj, image_size: int) -> tuple[int, int, int, int]:
 def _draw(draw: ImageDraw.ImageDraw, obj: Obj, image_size: int) -> None:
     x0, y0, x1, y1 = object_box(obj, image_size)
     colour = PALETTE[obj.colour]
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     if obj.shape == "circle":
         draw.ellipse((x0, y0, x1, y1), fill=colour)
     elif obj.shape == "square":
         draw.rectangle((x0, y0, x1, y1), fill=colour)
-    else:  # an upright triangle: apex at the top centre, base along the bottom edge
-        draw.polygon([((x0 + x1) / 2, y0), (x0, y1), (x1, y1)], fill=colour)
+    elif obj.shape == "triangle":  # upright: apex at the top centre, base along the bottom edge
+        draw.polygon([(cx, y0), (x0, y1), (x1, y1)], fill=colour)
+    else:  # a diamond: a corner at the middle of each side of the box
+        draw.polygon([(cx, y0), (x1, cy), (cx, y1), (x0, cy)], fill=colour)
 
 
 def relation_holds(relation: str, a: Obj, b: Obj) -> bool:
@@ -183,53 +222,79 @@ def pick_distinct(rng: np.random.Generator, options, n: int) -> list:
     return [options[k] for k in rng.permutation(len(options))[:n]]
 
 
-def random_object(rng: np.random.Generator, slot: str, cls: tuple[str, str] | None = None) -> Obj:
-    colour, shape = CLASSES[rng.integers(len(CLASSES))] if cls is None else cls
+def random_object(rng: np.random.Generator, slot: str, cls: tuple[str, str] | None = None,
+                  pool: tuple[tuple[str, str], ...] = CLASSES) -> Obj:
+    """An object of class ``cls`` (None: one of ``pool``) and random size in ``slot``."""
+    colour, shape = pick(rng, pool) if cls is None else cls
     return Obj(shape, colour, SIZES[rng.integers(2)], slot)
 
 
-def _scene_of(rng: np.random.Generator, slots: list[str], classes: list, image_size: int) -> Scene:
-    """One random object per slot, of the class beside it (None: a random class)."""
-    return Scene(tuple(random_object(rng, s, c) for s, c in zip(slots, classes)), image_size)
+def _scene_of(rng: np.random.Generator, slots: list[str], classes: list, image_size: int, pool) -> Scene:
+    """One random object per slot, of the class beside it (None: a random class of ``pool``)."""
+    return Scene(tuple(random_object(rng, s, c, pool) for s, c in zip(slots, classes)), image_size)
 
 
-def _free_scene(rng: np.random.Generator, image_size: int, min_objects: int) -> Scene:
+def _free_scene(rng: np.random.Generator, image_size: int, min_objects: int, pool) -> Scene:
     """Any scene; a quarter of them repeat one class so that counting has something to count."""
     n = int(rng.choice([1, 2, 3, 4], p=[0.25, 0.3, 0.25, 0.2]))
     n = max(n, min_objects)
     slots = pick_distinct(rng, SLOTS, n)
     if n >= 2 and rng.random() < 0.25:
-        cls = CLASSES[rng.integers(len(CLASSES))]
+        cls = pick(rng, pool)
         classes = [cls] * n
         if n >= 3 and rng.random() < 0.5:
             classes[-1] = None
     else:
         classes = [None] * n
-    return _scene_of(rng, slots, classes, image_size)
+    return _scene_of(rng, slots, classes, image_size, pool)
 
 
-def _pair_scene(rng: np.random.Generator, image_size: int, pair) -> Scene:
+def _pair_scene(rng: np.random.Generator, image_size: int, pair, pool) -> Scene:
     """A pair of classes in two random slots, plus up to two more objects (each repeating one
     of the pair 3 times in 10): the shape of every held-out scene."""
     n = int(rng.integers(2, 5))
     classes = list(pair)
     for _ in range(n - 2):
         classes.append(pair[rng.integers(2)] if rng.random() < 0.3 else None)
-    return _scene_of(rng, pick_distinct(rng, SLOTS, n), classes, image_size)
+    return _scene_of(rng, pick_distinct(rng, SLOTS, n), classes, image_size, pool)
 
 
-def _distinct_pair_scene(rng: np.random.Generator, image_size: int) -> Scene:
+def _distinct_pair_scene(rng: np.random.Generator, image_size: int, pool) -> Scene:
     """Exactly two objects of different shapes (colours random) in two random slots."""
-    classes = [(pick(rng, COLOURS), shape) for shape in pick_distinct(rng, SHAPES, 2)]
-    return _scene_of(rng, pick_distinct(rng, SLOTS, 2), classes, image_size)
+    shapes = tuple(dict.fromkeys(shape for _, shape in pool))
+    classes = [(pick(rng, COLOURS), shape) for shape in pick_distinct(rng, shapes, 2)]
+    return _scene_of(rng, pick_distinct(rng, SLOTS, 2), classes, image_size, pool)
+
+
+def _featuring(scene: Scene, shape: str, rng: np.random.Generator) -> Scene:
+    """``scene`` with one random object turned into a ``shape`` (same colour, size and slot),
+    unless it holds one already."""
+    if any(o.shape == shape for o in scene.objects):
+        return scene
+    objects = list(scene.objects)
+    k = int(rng.integers(len(objects)))
+    objects[k] = Obj(shape, objects[k].colour, objects[k].size, objects[k].slot)
+    return Scene(tuple(objects), scene.image_size)
 
 
 SCENE_KINDS = ("any", "crowded", "pairs")
+SCENE_CHOICES = SCENE_KINDS + CONCEPTS  # a concept's name: "any" scenes that each show it
+
+
+def _draft(split: str, scenes: str, rng: np.random.Generator, image_size: int, min_objects: int, pool) -> Scene:
+    """A scene of the kind asked for, before the held-out rule is checked."""
+    if split == "heldout":
+        return _pair_scene(rng, image_size, HELDOUT_PAIRS[rng.integers(len(HELDOUT_PAIRS))], pool)
+    if scenes == "crowded":
+        return _pair_scene(rng, image_size, tuple(pool[k] for k in rng.integers(len(pool), size=2)), pool)
+    if scenes == "pairs":
+        return _distinct_pair_scene(rng, image_size, pool)
+    return _free_scene(rng, image_size, min_objects, pool)
 
 
 def sample_scene(split: str, rng: np.random.Generator, image_size: int = 64, min_objects: int = 1,
-                 scenes: str = "any") -> Scene:
-    """A scene of ``split``; train scenes are redrawn until they hold no held-out pair.
+                 scenes: str = "any", concepts=()) -> Scene:
+    """A scene of ``split``; scenes are redrawn until they obey the held-out rule.
 
     ``scenes="crowded"`` draws train scenes shaped like the held-out ones (a random pair of
     classes and up to two more objects that often repeat it: 2 to 4 objects that share
@@ -237,19 +302,20 @@ def sample_scene(split: str, rng: np.random.Generator, image_size: int = 64, min
     exactly two objects of different shapes, the scenes that two-object and attribute-binding
     prompts ask for ("a triangle and a circle", "a red triangle and a white circle"). Held-out
     scenes are always crowded.
+
+    ``concepts`` (names from ``CONCEPTS``) adds their classes to those objects are drawn from;
+    ``scenes`` set to a concept's name draws "any" scenes with the concept added, each holding
+    at least one object of it (a held-out one besides its held-out pair, so 3 or 4 objects).
     """
-    if scenes not in SCENE_KINDS:
-        raise ValueError(f"scenes must be one of {SCENE_KINDS}, got {scenes!r}")
-    if split == "heldout":
-        return _pair_scene(rng, image_size, HELDOUT_PAIRS[rng.integers(len(HELDOUT_PAIRS))])
-    if split != "train":
+    if scenes not in SCENE_CHOICES:
+        raise ValueError(f"scenes must be one of {SCENE_CHOICES}, got {scenes!r}")
+    if split not in ("train", "heldout"):
         raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+    featured = scenes if scenes in CONCEPTS else None
+    pool = classes_of(concepts_with(concepts, scenes))
     while True:
-        if scenes == "crowded":
-            scene = _pair_scene(rng, image_size, tuple(CLASSES[k] for k in rng.integers(len(CLASSES), size=2)))
-        elif scenes == "pairs":
-            scene = _distinct_pair_scene(rng, image_size)
-        else:
-            scene = _free_scene(rng, image_size, min_objects)
-        if not is_heldout(scene):
+        scene = _draft(split, scenes, rng, image_size, min_objects, pool)
+        if featured:
+            scene = _featuring(scene, featured, rng)
+        if is_heldout(scene) == (split == "heldout"):
             return scene

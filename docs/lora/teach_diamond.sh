@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Teach the shipped world model a shape it never saw (the diamond) with a LoRA adapter, with and
+# without replay of its old data, and measure before and after (docs/fine-tuning.md).
+#   bash docs/lora/teach_diamond.sh            # OUT=runs/teach-diamond MINUTES=8
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-runs/teach-diamond}
+MINUTES=${MINUTES:-8}
+PY=${PYTHON:-.venv/bin/python}
+$PY docs/lora/check_concept.py --output "$OUT/before.json"
+for run in replay no-replay; do
+  $PY -m showo train --preset world-lora --config "docs/lora/$run.json" --output "$OUT/$run" --max-minutes "$MINUTES"
+  $PY docs/lora/check_concept.py --adapter "$OUT/$run/final" --output "$OUT/$run.json"
+done
+$PY docs/lora/check_concept.py --table "$OUT/before.json" "$OUT/replay.json" "$OUT/no-replay.json"

@@ -1,0 +1,108 @@
+"""Fixed checks for a concept the shipped model has never seen (``scene.CONCEPTS``: the diamond).
+
+To teach a trained model a concept (a LoRA adapter on rows of ``WorldDataset(scenes="diamond")``,
+say), measure it before and after on two sets, each a pure function of (concept, n, seed):
+
+* ``concept_prompts``: text-to-image prompts that name the concept, in GenEval's six categories
+  ("a diamond", "a diamond and a circle", "three red diamonds", "a green diamond",
+  "a blue diamond above a white square", "a red diamond and a yellow triangle"), each with a
+  spec as in ``geneval``. ``heldout.score_t2i`` reads the generated pictures with the
+  concept and checks them; ``geneval.geneval_scores`` averages per category.
+* ``concept_questions``: questions about pictures that hold the concept, with their answers:
+  its colour, its place, how many there are, where it stands against another object, its
+  shape (or its neighbours'), and whether one (of a colour, a size) is there, asked of pictures
+  with and without one. Where one answer would be common ("yes", "one", "diamond"), it is the
+  answer every other time, so that always giving it scores half. ``score_concept_answers``
+  checks a model's answers.
+
+Scenes are drawn like training scenes, from random streams of their own: the concept is what
+is new, not the composition.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+
+from .geneval import GENEVAL_CATEGORIES, make_spec, prompt_set
+from .language import answer_matches
+from .qa import make_question
+from .scene import CLASSES, COLOURS, CONCEPTS, RELATIONS, check_concepts, pick, sample_scene
+
+CONCEPT_QUESTION_KINDS = ("colour", "shape", "count", "presence", "position", "relation")
+
+
+def _one_concept(concept: str) -> str:
+    if not isinstance(concept, str):
+        raise ValueError(f"concept must be one name from {CONCEPTS}, got {concept!r}")
+    check_concepts(concept)
+    return concept
+
+
+def _shuffled(rng: np.random.Generator, objects: list) -> list:
+    return [objects[k] for k in rng.permutation(len(objects))]
+
+
+def _concept_spec(category: str, rng: np.random.Generator, concept: str) -> dict:
+    """The spec of one prompt of ``category`` that names ``concept`` (with one other class where two are asked)."""
+    colour = pick(rng, COLOURS)
+    other_colour, other_shape = pick(rng, [c for c in CLASSES if c[0] != colour])
+    if category == "single_object":
+        return make_spec([(None, concept, 1)], exact=True)
+    if category == "two_objects":
+        return make_spec(_shuffled(rng, [(None, concept, 1), (None, other_shape, 1)]), exact=True)
+    if category == "counting":
+        return make_spec([(colour, concept, int(rng.integers(2, 5)))], exact=True)
+    if category == "colors":
+        return make_spec([(colour, concept, 1)], exact=False)
+    if category not in ("position", "attribute_binding"):
+        raise ValueError(f"unknown category {category!r}; expected one of {GENEVAL_CATEGORIES}")
+    objects = _shuffled(rng, [(colour, concept, 1), (other_colour, other_shape, 1)])
+    return make_spec(objects, exact=False, relation=pick(rng, RELATIONS) if category == "position" else None)
+
+
+def concept_prompts(concept: str = "diamond", n_per_category: int = 20, seed: int = 0) -> list[dict]:
+    """``n_per_category`` prompts of each GenEval category naming ``concept``:
+    ``{"category", "prompt", "spec", "concepts"}`` (``concepts``: what the judge must read)."""
+    concept = _one_concept(concept)
+    prompts = prompt_set(partial(_concept_spec, concept=concept), n_per_category, seed, 5011)
+    return [{**p, "concepts": [concept]} for p in prompts]
+
+
+def _fits(kind: str, concept: str, i: int, question: str, answer: str) -> bool:
+    """Whether a drawn question can be the ``i``-th of ``kind``: it names the concept (a shape
+    question may ask of a neighbour), and every other answer is the common one ("yes", "one",
+    the concept), so that always giving it scores half."""
+    common = {"presence": "yes", "relation": "yes", "count": "one", "shape": concept}.get(kind)
+    if common is not None and (answer == common) != (i % 2 == 0):
+        return False
+    return kind == "shape" or concept in question
+
+
+def _concept_question(kind: str, concept: str, i: int, rng: np.random.Generator, image_size: int) -> dict:
+    """The ``i``-th question of ``kind``; presence questions are also asked of pictures without
+    the concept, so that "no" can mean none at all."""
+    scenes = "any" if kind == "presence" else concept
+    while True:
+        scene = sample_scene("train", rng, image_size, scenes=scenes, concepts=(concept,))
+        qa = make_question(kind, scene, rng, (concept,))
+        if qa is not None and _fits(kind, concept, i, *qa):
+            return {"image": scene.render(), "question": qa[0], "expected": qa[1], "kind": kind, "scene": scene}
+
+
+def concept_questions(concept: str = "diamond", n_per_kind: int = 20, seed: int = 0,
+                      image_size: int = 64) -> list[dict]:
+    """``n_per_kind`` questions of each of ``CONCEPT_QUESTION_KINDS`` about pictures with
+    ``concept``: ``{"image", "question", "expected", "kind", "scene"}``, as ``heldout.vqa_items``."""
+    concept = _one_concept(concept)
+    questions = []
+    for k, kind in enumerate(CONCEPT_QUESTION_KINDS):
+        rng = np.random.default_rng([seed, 5023, k])
+        questions += [_concept_question(kind, concept, i, rng, image_size) for i in range(n_per_kind)]
+    return questions
+
+
+def score_concept_answers(items: list[dict], answers: list[str]) -> list[bool]:
+    """Whether each answer, given to the question of the item beside it, matches the expected one."""
+    return [answer_matches(answer, item["expected"]) for item, answer in zip(items, answers, strict=True)]
