@@ -1,14 +1,14 @@
-"""Measure the shipped world model, with or without a LoRA adapter, on a concept it never saw (the
-diamond: ``showo.world.concepts``) and on everything the quickstart measures.
+"""Measure the shipped world model, with or without a LoRA adapter, on a concept it never saw
+(``showo.world.concepts``) and on everything the quickstart measures.
 
-    python docs/lora/check_concept.py --output before.json
-    python docs/lora/check_concept.py --adapter runs/teach-diamond/replay/final --output replay.json
+    python docs/lora/check_concept.py --concept diamond --output before.json
+    python docs/lora/check_concept.py --concept diamond --adapter runs/teach/replay/final --output replay.json
     python docs/lora/check_concept.py --table before.json replay.json no-replay.json
 
-Concept text-to-image: 20 prompts in each of GenEval's six categories, each naming a diamond, one
-picture each, read back with the diamond known to the judge. Concept answers: 20 questions of each
-of six kinds about pictures holding diamonds (always answering the common answer scores 0.5). Then
-the quickstart at its full budget, seed 0.
+Concept text-to-image: 20 prompts in each of GenEval's six categories, each naming the concept, one
+picture each, read back with the concept known to the judge. Concept answers: 20 questions of each
+kind about pictures holding it (always giving the common answer scores 0.5). Then the quickstart
+at its full budget, seed 0.
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ KEPT = ("t2i_overall", "vqa_accuracy", "caption_accuracy", "inpaint_accuracy", "
         "mixed_modality_consistency")
 
 
-def concept_scores(pipe: showo.ShowoPipeline) -> dict[str, float]:
-    prompts, images = concept_prompts("diamond", 20, seed=0), []
+def concept_scores(pipe: showo.ShowoPipeline, concept: str) -> dict[str, float]:
+    prompts, images = concept_prompts(concept, 20, seed=0), []
     for start in range(0, len(prompts), BATCH):
         images += pipe.text_to_image([p["prompt"] for p in prompts[start:start + BATCH]], seed=start)
     right = score_t2i(prompts, images)
     t2i = geneval_scores([{"category": p["category"], "correct": c} for p, c in zip(prompts, right)])
-    questions, texts = concept_questions("diamond", 20, seed=0), []
+    questions, texts = concept_questions(concept, 20, seed=0), []
     for start in range(0, len(questions), BATCH):
         batch = questions[start:start + BATCH]
         texts += pipe.answer([q["image"] for q in batch], [q["question"] for q in batch], max_new_tokens=16)
@@ -45,16 +45,16 @@ def concept_scores(pipe: showo.ShowoPipeline) -> dict[str, float]:
             len(questions), **{f"concept_t2i_{k}": v for k, v in t2i.items() if k != "overall"}}
 
 
-def measure(adapter: str | None) -> dict:
+def measure(adapter: str | None, concept: str) -> dict:
     started = time.perf_counter()
     pipe = showo.ShowoPipeline.from_pretrained(showo.shipped_model_dir())
     if adapter:
         pipe.load_adapter(adapter)
-    scores = concept_scores(pipe)
+    scores = concept_scores(pipe, concept)
     with tempfile.TemporaryDirectory() as folder:
         metrics = run_quickstart(folder, adapter=adapter, progress=False)
     scores.update({k: metrics[k] for k in KEPT})
-    return {"adapter": adapter, **scores, "seconds": time.perf_counter() - started}
+    return {"adapter": adapter, "concept": concept, **scores, "seconds": time.perf_counter() - started}
 
 
 def table(paths: list[str]) -> str:
@@ -69,13 +69,14 @@ def table(paths: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--adapter", help="a LoRA adapter folder (default: the shipped model alone)")
+    parser.add_argument("--concept", default="diamond", help="the concept to measure (showo.world.concepts)")
     parser.add_argument("--output", help="write the scores here as JSON")
     parser.add_argument("--table", nargs="+", help="print the scores of these JSON files as one table")
     args = parser.parse_args()
     if args.table:
         print(table(args.table))
         return
-    scores = measure(args.adapter)
+    scores = measure(args.adapter, args.concept)
     print(json.dumps(scores, indent=1))
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
