@@ -1,7 +1,8 @@
-"""An opt-in concept for the built-in world (the diamond): drawn, spoken, asked, read and checked
-only when asked for, while the default world stays as it was."""
+"""Opt-in concepts for the built-in world (the diamond, a shape; cyan, a colour): drawn, spoken, asked,
+read and checked only when asked for, while the default world stays as it was."""
 
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -32,29 +33,44 @@ from showo.world import (
 )
 from showo.world.dataset import FACTS, facts_of
 from showo.world.heldout import score_t2i
-from showo.world.scene import CLASSES, classes_of, object_box
+from showo.world.scene import ALL_PALETTE, CLASSES, PALETTE, SHAPES, classes_of, concept_attribute, object_box, shows
 
-DIAMOND = ("diamond",)
+DIAMOND, CYAN = ("diamond",), ("cyan",)
 FEATURED = WorldDataset("train", seed=0, scenes="diamond")
+STAND_IN = {"diamond": "circle", "cyan": "blue"}  # what the judge says of each without the concept
 
 
-def diamonds(scene: Scene) -> int:
-    return sum(o.shape == "diamond" for o in scene.objects)
+def diamonds(scene: Scene, concept: str = "diamond") -> int:
+    """How many objects of ``scene`` are of ``concept``."""
+    return sum(shows(o, concept) for o in scene.objects)
 
 
-def as_circles(scene: Scene) -> Scene:
-    """``scene`` with every diamond drawn as a circle instead."""
-    return Scene(tuple(Obj("circle" if o.shape == "diamond" else o.shape, o.colour, o.size, o.slot)
-                       for o in scene.objects), scene.image_size)
+def as_circles(scene: Scene, concept: str = "diamond") -> Scene:
+    """``scene`` with every object of ``concept`` drawn as its stand-in instead (diamonds as circles, cyan as blue)."""
+    attribute = concept_attribute(concept)
+    return Scene(tuple(replace(o, **{attribute: STAND_IN[concept]}) if shows(o, concept) else o for o in scene.objects),
+                 scene.image_size)
 
 
 # ---------------------------------------------------------------- the judge
 
 
 @pytest.mark.parametrize("degrade", [False, True])
-def test_the_judge_reads_diamonds_back_when_asked_to(degrade):
-    assert evaluator_accuracy(n=400, seed=0, degrade=degrade, scenes="diamond") >= 0.99
-    assert evaluator_accuracy(n=200, seed=1, degrade=degrade, concepts=DIAMOND) >= 0.99
+@pytest.mark.parametrize("concept", CONCEPTS)
+def test_the_judge_reads_the_concepts_back_when_asked_to(concept, degrade):
+    assert evaluator_accuracy(n=400, seed=0, degrade=degrade, scenes=concept) >= 0.99
+    assert evaluator_accuracy(n=200, seed=1, degrade=degrade, concepts=(concept,)) >= 0.99
+    if concept == "cyan":  # diamonds and cyan objects at once: cyan diamonds too
+        assert evaluator_accuracy(n=200, seed=2, degrade=degrade, scenes="cyan", concepts=DIAMOND) >= 0.99
+
+
+def test_cyan_is_far_from_every_colour_and_drawn_in_its_own_colour():
+    cyan = np.array(ALL_PALETTE["cyan"])
+    assert min(np.linalg.norm(cyan - np.array(rgb)) for rgb in PALETTE.values()) > 150
+    obj = Obj("triangle", "cyan", "large", "top left")
+    picture = np.asarray(Scene((obj,)).render())
+    assert {tuple(p) for p in picture.reshape(-1, 3)} == {(0, 0, 0), ALL_PALETTE["cyan"]}
+    assert read_scene(picture, CYAN).objects == (obj,)
 
 
 def test_a_diamond_is_a_square_turned_onto_its_corner_in_the_box_of_its_size():
@@ -67,7 +83,7 @@ def test_a_diamond_is_a_square_turned_onto_its_corner_in_the_box_of_its_size():
         assert read_scene(Scene((obj,)).render(), DIAMOND).objects == (obj,)
 
 
-def test_reading_default_pictures_is_the_same_with_the_concept_on():
+def test_reading_default_pictures_is_the_same_with_the_concepts_on():
     rng = np.random.default_rng(3)
     exact = 0
     for k in range(300):
@@ -75,35 +91,42 @@ def test_reading_default_pictures_is_the_same_with_the_concept_on():
         image = degrade_image(scene.render(), rng)
         plain = read_scene(image)
         assert read_scene(image, DIAMOND) == plain and read_scene(image, "diamond") == plain
+        assert read_scene(image, CYAN) == plain and read_scene(image, CONCEPTS) == plain
         exact += plain == scene
     assert exact >= 297
 
 
-def test_without_the_concept_the_judge_never_says_diamond():
-    scene = Scene((Obj("diamond", "red", "large", "top left"), Obj("square", "blue", "small", "bottom right")))
-    assert [o.shape for o in read_scene(scene.render()).objects] == ["circle", "square"]
-    assert read_scene(scene.render(), DIAMOND) == scene
-    with pytest.raises(ValueError, match=r"unknown concept 'hexagon'; expected one of \('diamond',\)"):
+def test_without_the_concept_the_judge_never_says_diamond_or_cyan():
+    scene = Scene((Obj("diamond", "red", "large", "top left"), Obj("square", "cyan", "small", "bottom right")))
+    assert [o.class_name for o in read_scene(scene.render()).objects] == ["red circle", "blue square"]
+    assert [o.class_name for o in read_scene(scene.render(), CYAN).objects] == ["red circle", "cyan square"]
+    assert read_scene(scene.render(), CONCEPTS) == scene
+    with pytest.raises(ValueError, match=r"unknown concept 'hexagon'; expected one of \('diamond', 'cyan'\)"):
         read_scene(scene.render(), ["hexagon"])
 
 
 # ---------------------------------------------------------------- the default world has no diamonds
 
 
-def test_the_default_world_has_no_diamonds_and_says_nothing_of_them():
-    assert CONCEPTS == DIAMOND and classes_of() == CLASSES and facts_of() == FACTS
+def test_the_default_world_has_no_concepts_and_says_nothing_of_them():
+    assert CONCEPTS == DIAMOND + CYAN and classes_of() == CLASSES and facts_of() == FACTS
+    assert "There are six colours: red, green, blue, yellow, purple and white." in FACTS
     rng = np.random.default_rng(0)
     for k in range(600):
-        assert diamonds(sample_scene(("train", "heldout")[k % 2], rng, scenes=("any", "crowded", "pairs")[k % 3])) == 0
+        scene = sample_scene(("train", "heldout")[k % 2], rng, scenes=("any", "crowded", "pairs")[k % 3])
+        assert diamonds(scene) == diamonds(scene, "cyan") == 0
     for kind in KINDS:
         for data in (WorldDataset("train"), WorldDataset("heldout", scenes="crowded")):
-            assert "diamond" not in repr(data.sample(kind, 7)), kind
+            text = repr(data.sample(kind, 7))
+            assert "diamond" not in text and "cyan" not in text, kind
     with pytest.raises(ValueError, match="unknown shape 'hexagon'"):
         Obj("hexagon", "red", "small", "top left")
+    with pytest.raises(ValueError, match="unknown colour 'orange'"):
+        Obj("circle", "orange", "small", "top left")
 
 
 def test_concept_options_are_checked_and_named_in_errors():
-    with pytest.raises(ValueError, match=r"scenes must be one of \('any', 'crowded', 'pairs', 'diamond'\)"):
+    with pytest.raises(ValueError, match=r"scenes must be one of \('any', 'crowded', 'pairs', 'diamond', 'cyan'\)"):
         WorldDataset("train", scenes="hexagon")
     with pytest.raises(ValueError, match="unknown concept 'orange'"):
         WorldDataset("train", concepts=["orange"])
@@ -205,44 +228,83 @@ def test_a_world_source_with_the_concept_yields_rows_that_hold_it():
         build_source({"type": "world", "kind": "t2i", "concepts": ["hexagon"]})
 
 
+def test_cyan_scenes_samples_and_facts_hold_cyan_objects_and_are_read_from_the_pixels():
+    rng = np.random.default_rng(5)
+    train = [sample_scene("train", rng, scenes="cyan") for _ in range(300)]
+    heldout = [sample_scene("heldout", rng, scenes="cyan") for _ in range(100)]
+    assert all(diamonds(s, "cyan") >= 1 for s in train + heldout)
+    assert not any(is_heldout(s) for s in train) and all(is_heldout(s) for s in heldout)
+    assert {o.shape for s in train for o in s.objects if o.colour == "cyan"} == set(SHAPES)
+    pairs = [sample_scene("train", rng, scenes="pairs", concepts=CYAN) for _ in range(200)]
+    assert any(o.colour == "cyan" for s in pairs for o in s.objects)
+    assert all(s.objects[0].shape != s.objects[1].shape for s in pairs)
+    data, named, answered = WorldDataset("train", seed=1, scenes="cyan"), 0, Counter()
+    for i in range(60):
+        sample = data.t2i(i)
+        assert read_scene(sample["image"], CYAN) == sample["scene"]
+        assert caption_matches(sample["caption"], sample["scene"]), sample["caption"]
+        if "cyan" in sample["caption"]:
+            named += 1
+            assert not caption_matches(sample["caption"], as_circles(sample["scene"], "cyan")), sample["caption"]
+        mmu = data.mmu(i)
+        for (question, answer), kind in zip(mmu["turns"], mmu["kinds"]):
+            if kind != "caption":
+                assert answer_question(question, read_scene(mmu["image"], CYAN)) == answer, question
+                answered[(kind, answer)] += "cyan" in question or answer == "cyan"
+    assert named >= 30 and answered[("colour", "cyan")] >= 5
+    classes = classes_of(CYAN)
+    assert classes[len(CLASSES):] == tuple(("cyan", shape) for shape in SHAPES)
+    assert classes_of(CONCEPTS)[len(CLASSES):][-4:] == tuple(("cyan", shape) for shape in SHAPES + DIAMOND)
+    assert {data.class_sample(i)["class_name"] for i in range(40)} == {f"cyan {shape}" for shape in SHAPES}
+    assert "There are seven colours: red, green, blue, yellow, purple, white and cyan." in data.facts
+    assert "There are three shapes: circles, squares and triangles." in data.facts
+    rows = iter(build_source({"type": "world", "kind": "t2i", "scenes": "cyan"}))
+    assert all(diamonds(next(rows)["scene"], "cyan") >= 1 for _ in range(20))
+
+
 # ---------------------------------------------------------------- the fixed checks of the concept
 
 
-def test_concept_prompts_are_fixed_name_the_diamond_and_are_checked_right():
-    prompts = concept_prompts("diamond", n_per_category=10, seed=0)
+@pytest.mark.parametrize("concept", CONCEPTS)
+def test_concept_prompts_are_fixed_name_the_concept_and_are_checked_right(concept):
+    prompts = concept_prompts(concept, n_per_category=10, seed=0)
     assert [p["category"] for p in prompts] == [c for c in GENEVAL_CATEGORIES for _ in range(10)]
-    assert concept_prompts("diamond", 10, seed=0) == prompts and concept_prompts("diamond", 10, seed=1) != prompts
-    assert len({p["prompt"] for p in prompts}) >= 30
+    assert concept_prompts(concept, 10, seed=0) == prompts and concept_prompts(concept, 10, seed=1) != prompts
+    assert len({p["prompt"] for p in prompts}) >= 30 and all(p["concepts"] == [concept] for p in prompts)
     rng = np.random.default_rng(0)
     scenes = [scene_from_spec(p["spec"], rng) for p in prompts]
     for p, scene in zip(prompts, scenes):
-        assert "diamond" in p["prompt"] and caption_matches(p["prompt"], scene), p["prompt"]
+        assert concept in p["prompt"] and caption_matches(p["prompt"], scene), p["prompt"]
     right = [degrade_image(s.render(), rng) for s in scenes]
     assert all(score_t2i(prompts, right))
-    assert not any(score_t2i(prompts, [as_circles(s).render() for s in scenes]))
+    assert not any(score_t2i(prompts, [as_circles(s, concept).render() for s in scenes]))
     assert geneval_scores([{"category": p["category"], "correct": c} for p, c in
                            zip(prompts, score_t2i(prompts, right))])["overall"] == 1.0
 
 
-def test_concept_questions_are_fixed_balanced_and_answered_from_their_pictures():
-    questions = concept_questions("diamond", n_per_kind=10, seed=0)
-    again = concept_questions("diamond", n_per_kind=10, seed=0)
+@pytest.mark.parametrize("concept", CONCEPTS)
+def test_concept_questions_are_fixed_balanced_and_answered_from_their_pictures(concept):
+    own = concept_attribute(concept)  # the question kind whose answer is the concept: "shape" or "colour"
+    other = {"shape": "colour", "colour": "shape"}[own]
+    questions = concept_questions(concept, n_per_kind=10, seed=0)
+    again = concept_questions(concept, n_per_kind=10, seed=0)
     assert [(q["question"], q["expected"], q["scene"]) for q in again] == \
         [(q["question"], q["expected"], q["scene"]) for q in questions]
-    assert [q["question"] for q in concept_questions("diamond", 10, seed=1)] != [q["question"] for q in questions]
+    assert [q["question"] for q in concept_questions(concept, 10, seed=1)] != [q["question"] for q in questions]
     assert [q["kind"] for q in questions] == [k for k in CONCEPT_QUESTION_KINDS for _ in range(10)]
     for q in questions:
-        seen = read_scene(q["image"], DIAMOND)
+        seen = read_scene(q["image"], (concept,))
         assert seen == q["scene"] and answer_question(q["question"], seen) == q["expected"]
         if q["kind"] != "presence":
-            assert diamonds(seen) >= 1
-        if q["kind"] != "shape":
-            assert "diamond" in q["question"], q["question"]
+            assert diamonds(seen, concept) >= 1
+        if q["kind"] != own:
+            assert concept in q["question"], q["question"]
     by_kind = {k: [q["expected"] for q in questions if q["kind"] == k] for k in CONCEPT_QUESTION_KINDS}
-    assert by_kind["shape"][0::2] == ["diamond"] * 5 and "diamond" not in by_kind["shape"][1::2]
+    assert by_kind[own][0::2] == [concept] * 5 and concept not in by_kind[own][1::2]
     assert by_kind["presence"] == by_kind["relation"] == ["yes", "no"] * 5
     assert by_kind["count"][0::2] == ["one"] * 5 and "one" not in by_kind["count"][1::2]
-    assert len(set(by_kind["colour"])) >= 3 and set(by_kind["position"]) <= set(SLOTS)
+    assert len(set(by_kind[other])) >= 2 and set(by_kind["position"]) <= set(SLOTS)
     assert all(score_concept_answers(questions, [q["expected"].upper() + "." for q in questions]))
     assert not any(score_concept_answers(questions, ["hexagon"] * len(questions)))
-    assert sum(score_concept_answers(questions[10:20], ["diamond"] * 10)) == 5  # saying "diamond" scores half
+    at = CONCEPT_QUESTION_KINDS.index(own) * 10
+    assert sum(score_concept_answers(questions[at:at + 10], [concept] * 10)) == 5  # saying the concept scores half

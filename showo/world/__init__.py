@@ -6,7 +6,7 @@ captions against scenes, ``qa`` asks and answers questions, ``reasoning`` works 
 object by object, ``dataset`` yields every kind of training sample, ``evaluator`` reads scenes
 back from pixels, ``geneval`` holds GenEval-style prompts and their checks, ``heldout`` the test
 items that the quickstart's evaluation and the training monitor share, ``concepts`` the fixed
-checks of an opt-in concept the shipped model has never seen (``CONCEPTS``: the diamond).
+checks of an opt-in concept the shipped model has never seen (``CONCEPTS``: the diamond, cyan).
 numpy and pillow only.
 """
 

@@ -1,22 +1,37 @@
-"""Fixed checks for a concept the shipped model has never seen (``scene.CONCEPTS``: the diamond).
+"""Fixed checks for a concept the shipped model has never seen (``scene.CONCEPTS``: the diamond, a
+shape, and cyan, a colour).
 
 To teach a trained model a concept (a LoRA adapter on rows of ``WorldDataset(scenes="diamond")``,
 say), measure it before and after on two sets, each a pure function of (concept, n, seed):
 
 * ``concept_prompts``: text-to-image prompts that name the concept, in GenEval's six categories
   ("a diamond", "a diamond and a circle", "three red diamonds", "a green diamond",
-  "a blue diamond above a white square", "a red diamond and a yellow triangle"), each with a
-  spec as in ``geneval``. ``heldout.score_t2i`` reads the generated pictures with the
+  "a blue diamond above a white square", "a red diamond and a yellow triangle"; for a colour,
+  which needs a noun, "a cyan square", "a cyan circle and a triangle", "three cyan circles", ...),
+  each with a spec as in ``geneval``. ``heldout.score_t2i`` reads the generated pictures with the
   concept and checks them; ``geneval.geneval_scores`` averages per category.
 * ``concept_questions``: questions about pictures that hold the concept, with their answers:
-  its colour, its place, how many there are, where it stands against another object, its
-  shape (or its neighbours'), and whether one (of a colour, a size) is there, asked of pictures
-  with and without one. Where one answer would be common ("yes", "one", "diamond"), it is the
-  answer every other time, so that always giving it scores half. ``score_concept_answers``
-  checks a model's answers.
+  its colour (or shape), its place, how many there are, where it stands against another object,
+  the concept's own attribute of it or of its neighbours ("What shape is the red object?" ->
+  "diamond", "What colour is the square?" -> "cyan"), and whether one (of a colour, a size) is
+  there, asked of pictures with and without one. Where one answer would be common ("yes", "one",
+  the concept), it is the answer every other time, so that always giving it scores half.
+  ``score_concept_answers`` checks a model's answers.
 
 Scenes are drawn like training scenes, from random streams of their own: the concept is what
 is new, not the composition.
+
+What the shipped image tokenizer (``showo/weights/world/vq``) gives back: neither concept. The
+judge (``evaluator.read_scene``) reads both right on renders (1.0) and on degraded renders
+(``evaluator_accuracy(scenes=...)``: 1.0 for cyan, >= 0.99 for the diamond), but after the shipped
+tokenizer's encode and decode, 0 of 100 ``scenes="diamond"`` pictures and 0 of 100
+``scenes="cyan"`` pictures read right: a large diamond comes back as a small square or a round
+blob, and a cyan object as a blue one (median RGB ~(35, 69, 231)). The tokenizer has learned
+six colours, not colour: of 48 RGB colours tried (each channel 0, 90, 170 or 250, brightest >=
+170), every one came back within 18 of one of ``scene.PALETTE``'s six. So a model with the
+shipped tokenizer cannot draw either concept, whatever its transformer learns; teaching one to
+draw them needs a tokenizer trained on pictures that hold them (and where understanding reads
+pictures through the same codes, it cannot see them either).
 """
 
 from __future__ import annotations
@@ -28,7 +43,17 @@ import numpy as np
 from .geneval import GENEVAL_CATEGORIES, make_spec, prompt_set
 from .language import answer_matches
 from .qa import make_question
-from .scene import CLASSES, COLOURS, CONCEPTS, RELATIONS, check_concepts, pick, sample_scene
+from .scene import (
+    CLASSES,
+    COLOURS,
+    CONCEPTS,
+    RELATIONS,
+    SHAPES,
+    check_concepts,
+    concept_attribute,
+    pick,
+    sample_scene,
+)
 
 CONCEPT_QUESTION_KINDS = ("colour", "shape", "count", "presence", "position", "relation")
 
@@ -44,21 +69,31 @@ def _shuffled(rng: np.random.Generator, objects: list) -> list:
     return [objects[k] for k in rng.permutation(len(objects))]
 
 
+def _concept_class(concept: str, rng: np.random.Generator) -> tuple[str, str]:
+    """A (colour, shape) class of ``concept``: a diamond of a random colour, a cyan object of a random shape."""
+    if concept_attribute(concept) == "shape":
+        return pick(rng, COLOURS), concept
+    return concept, pick(rng, SHAPES)
+
+
 def _concept_spec(category: str, rng: np.random.Generator, concept: str) -> dict:
-    """The spec of one prompt of ``category`` that names ``concept`` (with one other class where two are asked)."""
-    colour = pick(rng, COLOURS)
-    other_colour, other_shape = pick(rng, [c for c in CLASSES if c[0] != colour])
+    """The spec of one prompt of ``category`` that names ``concept`` (with one other class where two are
+    asked: of another colour and another shape). Where GenEval leaves colours out ("a diamond", "a diamond
+    and a circle"), a colour concept still names its colour and a shape ("a cyan circle and a square")."""
+    colour, shape = _concept_class(concept, rng)
+    other_colour, other_shape = pick(rng, [c for c in CLASSES if c[0] != colour and c[1] != shape])
+    named = None if concept_attribute(concept) == "shape" else colour  # the concept's own colour, if any
     if category == "single_object":
-        return make_spec([(None, concept, 1)], exact=True)
+        return make_spec([(named, shape, 1)], exact=True)
     if category == "two_objects":
-        return make_spec(_shuffled(rng, [(None, concept, 1), (None, other_shape, 1)]), exact=True)
+        return make_spec(_shuffled(rng, [(named, shape, 1), (None, other_shape, 1)]), exact=True)
     if category == "counting":
-        return make_spec([(colour, concept, int(rng.integers(2, 5)))], exact=True)
+        return make_spec([(colour, shape, int(rng.integers(2, 5)))], exact=True)
     if category == "colors":
-        return make_spec([(colour, concept, 1)], exact=False)
+        return make_spec([(colour, shape, 1)], exact=False)
     if category not in ("position", "attribute_binding"):
         raise ValueError(f"unknown category {category!r}; expected one of {GENEVAL_CATEGORIES}")
-    objects = _shuffled(rng, [(colour, concept, 1), (other_colour, other_shape, 1)])
+    objects = _shuffled(rng, [(colour, shape, 1), (other_colour, other_shape, 1)])
     return make_spec(objects, exact=False, relation=pick(rng, RELATIONS) if category == "position" else None)
 
 
@@ -71,13 +106,15 @@ def concept_prompts(concept: str = "diamond", n_per_category: int = 20, seed: in
 
 
 def _fits(kind: str, concept: str, i: int, question: str, answer: str) -> bool:
-    """Whether a drawn question can be the ``i``-th of ``kind``: it names the concept (a shape
-    question may ask of a neighbour), and every other answer is the common one ("yes", "one",
-    the concept), so that always giving it scores half."""
-    common = {"presence": "yes", "relation": "yes", "count": "one", "shape": concept}.get(kind)
+    """Whether a drawn question can be the ``i``-th of ``kind``: it names the concept (a question
+    for the concept's attribute, the shape of a diamond or the colour of a cyan object, may ask of a
+    neighbour), and every other answer is the common one ("yes", "one", the concept), so that
+    always giving it scores half."""
+    asks_for = concept_attribute(concept)  # "shape" or "colour": question kinds of the same names
+    common = {"presence": "yes", "relation": "yes", "count": "one", asks_for: concept}.get(kind)
     if common is not None and (answer == common) != (i % 2 == 0):
         return False
-    return kind == "shape" or concept in question
+    return kind == asks_for or concept in question
 
 
 def _concept_question(kind: str, concept: str, i: int, rng: np.random.Generator, image_size: int) -> dict:

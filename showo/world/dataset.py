@@ -8,8 +8,9 @@ Samples are plain dicts in the format the training code consumes.
 Single objects are never held out, so ``class_sample`` draws the same distribution in both
 splits (from different random streams).
 
-``concepts`` (``scene.CONCEPTS``, e.g. ``("diamond",)``) adds new classes to every kind of
-sample, and ``scenes="diamond"`` puts one in every picture; facts then list the new shapes.
+``concepts`` (``scene.CONCEPTS``, e.g. ``("diamond",)`` or ``("cyan",)``) adds new classes to
+every kind of sample, and ``scenes="diamond"`` puts one in every picture; facts then list the new
+shapes and colours.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from ..generation.prompting import plan_text
 from .language import (
+    NUMBER_WORDS,
     RELATION_PHRASES,
     canonical_caption,
     join_phrases,
@@ -35,6 +37,7 @@ from .scene import (
     Scene,
     check_concepts,
     classes_of,
+    colours_of,
     concepts_with,
     pick,
     random_object,
@@ -52,16 +55,19 @@ _GENERAL_FACTS = (
     "The top left is to the left of the top right.", "Left is the opposite of right.",
     "Above is the opposite of below.", "The background is always black.",
     "There are four places: top left, top right, bottom left and bottom right.",
-    "There are six colours: red, green, blue, yellow, purple and white.",
 )
-CONCEPT_FACTS = {"diamond": ("A diamond has four corners.", "A diamond is a square turned onto one corner.")}
+CONCEPT_FACTS = {"diamond": ("A diamond has four corners.", "A diamond is a square turned onto one corner."),
+                 "cyan": ("Cyan is a mix of green and blue.", "Cyan is the colour of a clear sea.")}
+_HOW_MANY = NUMBER_WORDS + ("five", "six", "seven", "eight")
 
 
 def facts_of(concepts=()) -> tuple[str, ...]:
-    """The facts of the world with ``concepts``: the general ones, the list of shapes, each concept's own."""
-    shapes = shapes_of(concepts)
-    listed = f"There are {number_word(len(shapes))} shapes: {join_phrases([s + 's' for s in shapes])}."
-    return _GENERAL_FACTS + (listed,) + tuple(f for c in check_concepts(concepts) for f in CONCEPT_FACTS[c])
+    """The facts of the world with ``concepts``: the general ones, the lists of colours and shapes, each
+    concept's own."""
+    colours, shapes = colours_of(concepts), shapes_of(concepts)
+    listed = (f"There are {_HOW_MANY[len(colours)]} colours: {join_phrases(list(colours))}.",
+              f"There are {_HOW_MANY[len(shapes)]} shapes: {join_phrases([s + 's' for s in shapes])}.")
+    return _GENERAL_FACTS + listed + tuple(f for c in check_concepts(concepts) for f in CONCEPT_FACTS[c])
 
 
 FACTS = facts_of()
@@ -88,8 +94,8 @@ class WorldDataset:
         self.reasoned = reasoned  # mmu answers show their work (showo.world.reasoning)
         self.concepts = concepts_with(concepts, scenes)  # the ones the scenes may hold
         self.classes, self.facts = classes_of(self.concepts), facts_of(self.concepts)
-        # class samples: any class, or with scenes="diamond" a diamond of any colour
-        self.labels = [k for k, (_, shape) in enumerate(self.classes) if scenes not in CONCEPTS or shape == scenes]
+        # class samples: any class, or with scenes="diamond" a diamond of any colour (a cyan one of any shape)
+        self.labels = [k for k, cls in enumerate(self.classes) if scenes not in CONCEPTS or scenes in cls]
 
     def _rng(self, kind: str, index: int) -> np.random.Generator:
         if index < 0:

@@ -3,7 +3,8 @@
 Each slot is read on its own (the world never lets an object leave its slot): bright pixels
 are foreground, a 3x3 opening removes speckles and thin noise, the largest blob is the
 object and blobs under ``MIN_AREA_FRACTION`` of the slot are ignored. Colour is the palette
-entry nearest to the median of the blob's inner pixels; shape comes from geometry (a
+entry nearest to the median of the blob's inner pixels (cyan, a concept, is an entry only when
+``concepts`` asks for it); shape comes from geometry (a
 triangle narrows towards the top, a square fills its bounding box, a circle ~79% of it, and
 a diamond, read only when ``concepts`` asks for it, narrows towards both ends); size from the
 bounding box side. ``degrade_image`` imitates what a learned tokenizer and
@@ -18,12 +19,14 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from .scene import (
-    PALETTE,
+    ALL_PALETTE,
     SHAPES,
     SIZE_FRACTION,
     SLOTS,
     Obj,
     Scene,
+    check_concepts,
+    colours_of,
     concepts_with,
     sample_scene,
     shapes_of,
@@ -39,8 +42,6 @@ FILL_SQUARE = 0.86  # area / bounding box: ~1 square, ~0.79 circle
 # large ones lie further apart.
 ENDS_DIAMOND = 0.46
 SIZE_THRESHOLD = (SIZE_FRACTION["small"] + SIZE_FRACTION["large"]) / 2
-_COLOUR_NAMES = tuple(PALETTE)
-_PALETTE = np.array([PALETTE[c] for c in _COLOUR_NAMES], dtype=np.float64)  # (6, 3)
 
 
 def to_array(image: Image.Image | np.ndarray) -> np.ndarray:
@@ -104,9 +105,11 @@ def _shape_of(blob: np.ndarray, shapes: tuple[str, ...] = SHAPES) -> str:
     return "circle"
 
 
-def _colour_of(pixels: np.ndarray) -> str:
+def _colour_of(pixels: np.ndarray, colours: tuple[str, ...]) -> str:
+    """The colour of ``colours`` whose palette entry is nearest to the median pixel."""
     median = np.median(pixels.astype(np.float64), axis=0)
-    return _COLOUR_NAMES[int(np.argmin(((_PALETTE - median) ** 2).sum(axis=1)))]
+    palette = np.array([ALL_PALETTE[c] for c in colours], dtype=np.float64)  # (colours, 3)
+    return colours[int(np.argmin(((palette - median) ** 2).sum(axis=1)))]
 
 
 def _blob(mask: np.ndarray, min_area: float) -> np.ndarray | None:
@@ -124,7 +127,7 @@ def _inner(blob: np.ndarray) -> np.ndarray:
     return inner if inner.sum() >= 4 else blob
 
 
-def _read_slot(rgb: np.ndarray, slot: str, shapes: tuple[str, ...]) -> Obj | None:
+def _read_slot(rgb: np.ndarray, slot: str, shapes: tuple[str, ...], colours: tuple[str, ...]) -> Obj | None:
     x0, y0, x1, y1 = slot_box(slot, rgb.shape[0])
     patch = rgb[y0:y1, x0:x1]
     level = patch.max(axis=-1)  # (h, w)
@@ -139,17 +142,19 @@ def _read_slot(rgb: np.ndarray, slot: str, shapes: tuple[str, ...]) -> Obj | Non
     ys, xs = np.nonzero(blob)
     side = max(ys.max() - ys.min(), xs.max() - xs.min()) + 1
     size = "large" if side / (x1 - x0) > SIZE_THRESHOLD else "small"
-    return Obj(_shape_of(blob, shapes), _colour_of(patch[_inner(blob)]), size, slot)
+    return Obj(_shape_of(blob, shapes), _colour_of(patch[_inner(blob)], colours), size, slot)
 
 
 def read_scene(image: Image.Image | np.ndarray, concepts=()) -> Scene:
     """Every object's shape, colour, size and slot, read from a (possibly degraded) picture;
-    the shapes of ``concepts`` (e.g. ``("diamond",)``) are told apart only when named."""
-    shapes = shapes_of(concepts)
+    the shapes and colours of ``concepts`` (e.g. ``("diamond",)``, ``("cyan",)``) are told apart
+    only when named."""
+    concepts = check_concepts(concepts)
+    shapes, colours = shapes_of(concepts), colours_of(concepts)
     rgb = to_array(image)
     if rgb.shape[0] != rgb.shape[1]:
         raise ValueError(f"expected a square picture, got {rgb.shape[1]}x{rgb.shape[0]}")
-    objects = (_read_slot(rgb, slot, shapes) for slot in SLOTS)
+    objects = (_read_slot(rgb, slot, shapes, colours) for slot in SLOTS)
     return Scene(tuple(o for o in objects if o is not None), rgb.shape[0])
 
 

@@ -8,7 +8,8 @@ can be checked against a scene read from pixels.
 A parsed caption holds for a scene when every spec's count is exact (the caption "a red
 circle" is false of a picture with two red circles), distinct specs name distinct objects,
 and every stated relation holds. It need not mention every object unless ``complete``.
-The parser knows the shapes of every concept (``scene.CONCEPTS``): no default text names one.
+The parser knows the shapes and colours of every concept (``scene.CONCEPTS``): no default text
+names one.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .scene import ALL_SHAPES, COLOURS, RELATIONS, SIZES, SLOTS, Obj, Scene, relation_holds
+from .scene import ALL_COLOURS, ALL_SHAPES, RELATIONS, SIZES, SLOTS, Obj, Scene, relation_holds
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four")
 MAX_CAPTION_WORDS = 25
@@ -177,8 +178,8 @@ def _read_before(words: list[str], i: int, plural: bool) -> tuple[dict[str, str]
     """Adjectives and the count word in front of the noun at ``i``."""
     attrs: dict[str, str] = {}
     j = i - 1
-    while j >= 0 and (words[j] in COLOURS or words[j] in SIZES):
-        attrs["colour" if words[j] in COLOURS else "size"] = words[j]
+    while j >= 0 and (words[j] in ALL_COLOURS or words[j] in SIZES):
+        attrs["colour" if words[j] in ALL_COLOURS else "size"] = words[j]
         j -= 1
     if j >= 0 and words[j] in COUNT_WORDS:
         return attrs, COUNT_WORDS[words[j]]

@@ -25,17 +25,21 @@ the listed pairings are new. The pairs are:
   circle appear at most once per training picture), so counting them is new at test time.
 
 Concepts (opt-in). ``CONCEPTS`` lists what the world can add for teaching a trained model
-something new (a LoRA adapter, say); so far one shape, the "diamond" (a square turned on its
-corner: it fills half its box, where a circle fills ~79%). Nothing samples, reads or asks about
-a concept unless given ``concepts=("diamond",)`` or ``scenes="diamond"`` (every scene shows
-one), so the default world is what it always was. ``Obj`` and the language know the word
-always: no default scene or text holds it, so that changes nothing.
+something new (a LoRA adapter, say): a new shape, the "diamond" (a square turned on its corner:
+it fills half its box, where a circle fills ~79%), and a new colour, "cyan" (``NEW_PALETTE``:
+the hue between green and blue, >= 160 in RGB distance from every colour of ``PALETTE``). A
+concept is one value of one attribute (``concept_attribute``); with it, every class of the
+other attribute's values joins the world (cyan circles, squares, triangles and, with both
+concepts, diamonds). Nothing samples, reads or asks about a concept unless given
+``concepts=("cyan",)`` or ``scenes="cyan"`` (every scene shows one), so the default world is
+what it always was. ``Obj`` and the language know the words always: no default scene or text
+holds them, so that changes nothing.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -58,9 +62,17 @@ PALETTE = {
 }
 CLASSES = tuple((colour, shape) for colour in COLOURS for shape in SHAPES)
 CLASS_NAMES = [f"{colour} {shape}" for colour, shape in CLASSES]
-NEW_SHAPES = ("diamond",)  # shapes that only exist when asked for
-CONCEPTS = NEW_SHAPES  # every opt-in concept (so far all shapes)
+# Values that only exist when asked for. Cyan is the hue farthest from every colour of PALETTE
+# (~160 from blue, ~183 from green, ~215 from white; orange, pink or grey would sit ~90-110 from
+# red, yellow, purple or white). The shipped image tokenizer gives neither concept back: see
+# ``showo.world.concepts``.
+NEW_SHAPES = ("diamond",)
+NEW_PALETTE = {"cyan": (20, 230, 230)}
+NEW_COLOURS = tuple(NEW_PALETTE)
+CONCEPTS = NEW_SHAPES + NEW_COLOURS  # every opt-in concept
 ALL_SHAPES = SHAPES + NEW_SHAPES
+ALL_COLOURS = COLOURS + NEW_COLOURS
+ALL_PALETTE = {**PALETTE, **NEW_PALETTE}
 
 SIZE_FRACTION = {"small": 0.4, "large": 0.68}  # object side / slot side
 JITTER_FRACTION = 0.08  # largest centre offset / slot side: large objects keep >= 4 px apart at 64
@@ -101,14 +113,28 @@ def concepts_with(concepts, scenes: str) -> tuple[str, ...]:
     return check_concepts(concepts + (scenes,)) if scenes in CONCEPTS else concepts
 
 
+def concept_attribute(concept: str) -> str:
+    """The attribute of objects that ``concept`` is a value of: "shape" or "colour"."""
+    _check(concept, CONCEPTS, "concept")
+    return "shape" if concept in NEW_SHAPES else "colour"
+
+
 def shapes_of(concepts=()) -> tuple[str, ...]:
     """The shapes of the world with ``concepts`` added: ``SHAPES`` first."""
     return SHAPES + tuple(s for s in NEW_SHAPES if s in check_concepts(concepts))
 
 
+def colours_of(concepts=()) -> tuple[str, ...]:
+    """The colours of the world with ``concepts`` added: ``COLOURS`` first."""
+    return COLOURS + tuple(c for c in NEW_COLOURS if c in check_concepts(concepts))
+
+
 def classes_of(concepts=()) -> tuple[tuple[str, str], ...]:
-    """The (colour, shape) classes with ``concepts`` added: ``CLASSES`` first, so labels keep their numbers."""
-    return CLASSES + tuple((colour, shape) for colour in COLOURS for shape in shapes_of(concepts)[len(SHAPES):])
+    """The (colour, shape) classes with ``concepts`` added: ``CLASSES`` first, so labels keep their numbers,
+    then the new ones in colour-major order (red diamond, ..., white diamond, cyan circle, ..., cyan diamond)."""
+    shapes = shapes_of(concepts)
+    return CLASSES + tuple((colour, shape) for colour in colours_of(concepts) for shape in shapes
+                           if (colour, shape) not in CLASSES)
 
 
 @dataclass(frozen=True)
@@ -123,7 +149,7 @@ class Obj:
 
     def __post_init__(self) -> None:
         _check(self.shape, ALL_SHAPES, "shape")
-        _check(self.colour, COLOURS, "colour")
+        _check(self.colour, ALL_COLOURS, "colour")
         _check(self.size, SIZES, "size")
         _check(self.slot, SLOTS, "slot")
         if not all(-1.0 <= j <= 1.0 for j in self.jitter):
@@ -186,7 +212,7 @@ def object_box(obj: Obj, image_size: int) -> tuple[int, int, int, int]:
 
 def _draw(draw: ImageDraw.ImageDraw, obj: Obj, image_size: int) -> None:
     x0, y0, x1, y1 = object_box(obj, image_size)
-    colour = PALETTE[obj.colour]
+    colour = ALL_PALETTE[obj.colour]
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     if obj.shape == "circle":
         draw.ellipse((x0, y0, x1, y1), fill=colour)
@@ -261,19 +287,24 @@ def _pair_scene(rng: np.random.Generator, image_size: int, pair, pool) -> Scene:
 
 def _distinct_pair_scene(rng: np.random.Generator, image_size: int, pool) -> Scene:
     """Exactly two objects of different shapes (colours random) in two random slots."""
-    shapes = tuple(dict.fromkeys(shape for _, shape in pool))
-    classes = [(pick(rng, COLOURS), shape) for shape in pick_distinct(rng, shapes, 2)]
+    colours, shapes = (tuple(dict.fromkeys(attributes)) for attributes in zip(*pool))
+    classes = [(pick(rng, colours), shape) for shape in pick_distinct(rng, shapes, 2)]
     return _scene_of(rng, pick_distinct(rng, SLOTS, 2), classes, image_size, pool)
 
 
-def _featuring(scene: Scene, shape: str, rng: np.random.Generator) -> Scene:
-    """``scene`` with one random object turned into a ``shape`` (same colour, size and slot),
-    unless it holds one already."""
-    if any(o.shape == shape for o in scene.objects):
+def shows(obj: Obj, concept: str) -> bool:
+    """Whether ``obj`` is of ``concept`` (a diamond, say, or a cyan object)."""
+    return getattr(obj, concept_attribute(concept)) == concept
+
+
+def _featuring(scene: Scene, concept: str, rng: np.random.Generator) -> Scene:
+    """``scene`` with one random object turned into a ``concept`` (a diamond of the same colour, a
+    cyan object of the same shape; same size and slot), unless it holds one already."""
+    if any(shows(o, concept) for o in scene.objects):
         return scene
     objects = list(scene.objects)
     k = int(rng.integers(len(objects)))
-    objects[k] = Obj(shape, objects[k].colour, objects[k].size, objects[k].slot)
+    objects[k] = replace(objects[k], **{concept_attribute(concept): concept})
     return Scene(tuple(objects), scene.image_size)
 
 
