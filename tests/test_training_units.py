@@ -264,3 +264,19 @@ def test_half_written_checkpoints_are_never_resumed(tmp_path):
     (staging / "trainer_state.json").write_text("{}")
     publish(staging, keep_last=2)
     assert [p.name for p in complete_checkpoints(tmp_path)] == ["step-00000004", "step-00000010"]
+
+
+def test_fsdp_asked_for_where_accelerate_cannot_shard_is_said(monkeypatch, capsys):
+    """On a CPU accelerate ignores FSDP and runs DDP (or one process); the run says so rather than
+    letting a user believe the model is sharded."""
+    from showo.training.config import TrainConfig
+    from showo.training.trainer import make_accelerator
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    accelerator = make_accelerator(TrainConfig(data={"t2i": {"type": "world", "kind": "t2i"}}))
+    assert accelerator.distributed_type.value != "FSDP"
+    err = capsys.readouterr().err
+    assert "FSDP was asked for (ACCELERATE_USE_FSDP), but accelerate runs this job as" in err
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "false")
+    make_accelerator(TrainConfig(data={"t2i": {"type": "world", "kind": "t2i"}}))
+    assert "FSDP" not in capsys.readouterr().err

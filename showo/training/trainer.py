@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import sys
 import threading
@@ -35,7 +36,19 @@ def make_accelerator(cfg: TrainConfig):
     except ImportError as e:
         raise ImportError("training needs accelerate: pip install 'showo[train]'") from e
     # Without a GPU, accelerate sets up multi-process (gloo) training only when told cpu=True.
-    return Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    if fsdp_asked() and accelerator.distributed_type.value != "FSDP" and accelerator.is_main_process:
+        say(f"FSDP was asked for (ACCELERATE_USE_FSDP), but accelerate runs this job as "
+            f"{accelerator.distributed_type.value} ({accelerator.num_processes} process(es), "
+            f"{accelerator.device.type}): accelerate shards with FSDP on GPUs only, so every process holds the "
+            "whole model here")
+    return accelerator
+
+
+def fsdp_asked() -> bool:
+    """Whether the launch asked accelerate for FSDP (``accelerate launch --use_fsdp`` or its config file
+    set ``ACCELERATE_USE_FSDP``)."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "").strip().lower() in ("1", "true", "yes", "y", "on")
 
 
 class TrainerBase:
