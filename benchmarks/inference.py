@@ -44,7 +44,8 @@ from showo.generation.generate_image import generate_image_tokens
 from showo.generation.generate_text import final_answer, generate_text
 from showo.generation.prompting import mmu_prompt
 from showo.model.precision import resolve_dtype
-from showo.world import geneval_prompts, geneval_scores
+from showo.world import geneval_prompts
+from showo.world.heldout import category_scores, score_t2i, vqa_items
 
 WORLD_EXACT_STEPS, SHAPE_STEPS, SHAPE_GUIDANCE = 24, 18, 1.75
 NEW_TOKENS, QUESTION_TOKENS = 64, 20
@@ -173,15 +174,14 @@ class WorldPart:
             prompts = [item["prompt"] for item in items[start:start + batch]]
             took, made = timed(self.device, pipe.text_to_image, prompts, seed=seed + start)
             images, seconds = images + made, seconds + took
-        correct = tasks.score_t2i(items, images)
-        scores = geneval_scores([{"category": i["category"], "correct": c} for i, c in zip(items, correct)])
-        return {"seed": seed, "seconds_per_image": seconds / len(items), "t2i_overall": scores["overall"]}
+        overall = category_scores(items, score_t2i(items, images))["overall"]
+        return {"seed": seed, "seconds_per_image": seconds / len(items), "t2i_overall": overall}
 
     def answer(self, setting: Setting, batch: int) -> dict:
         pipe = self.pipe(setting)
         key = (pipe.dtype, setting.compile)
         if key not in self.answers:
-            items, texts, seconds = tasks.vqa_items(QUESTIONS, 0, pipe.config.image_size), [], 0.0
+            items, texts, seconds = vqa_items(QUESTIONS, 0, pipe.config.image_size), [], 0.0
             pipe.answer([items[0]["image"]], [items[0]["question"]], max_new_tokens=ANSWER_TOKENS)  # warm-up
             for start in range(0, len(items), ANSWER_BATCH):
                 chunk = items[start:start + ANSWER_BATCH]

@@ -58,13 +58,19 @@ def tiny_hf_phi(seed: int = 0):
         attn_implementation="eager",
     )
     torch.manual_seed(seed)
-    model = PhiForCausalLM(config).eval()
+    return redraw_weights(PhiForCausalLM(config).eval(), 0.2, norm="layernorm")
+
+
+def redraw_weights(model, scale: float, norm: str = "norm"):
+    """``model`` with every weight redrawn from the global torch generator: norm weights (names with
+    ``norm``) near 1 (1 + 0.2 N(0, 1)), the rest ``scale`` N(0, 1); so that greedy answers are not
+    one repeated token. Returns the model."""
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if "layernorm" in name and name.endswith("weight"):
+            if norm in name and name.endswith("weight"):
                 p.copy_(1 + 0.2 * torch.randn_like(p))
             else:
-                p.copy_(0.2 * torch.randn_like(p))
+                p.copy_(scale * torch.randn_like(p))
     return model
 
 

@@ -4,7 +4,7 @@ host sync inside a step fails)."""
 
 import pytest
 import torch
-from conftest import TINY, sharp_tiny_model
+from conftest import TINY, redraw_weights, sharp_tiny_model
 
 from showo import ShowoModel
 from showo.generation.generate_image import _cached_image_logits, generate_image_tokens
@@ -106,14 +106,7 @@ def test_slot_writes_refuse_bad_slots(sharp_model):
 def answer_model():
     """The tiny model with every weight redrawn small, so that greedy answers are not one repeated token."""
     torch.manual_seed(0)
-    model = ShowoModel(TINY).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.2 * torch.randn_like(p))
-            else:
-                p.copy_(0.1 * torch.randn_like(p))
-    return model
+    return redraw_weights(ShowoModel(TINY).eval(), 0.1)
 
 
 def questions(lengths, seed=0):

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, redraw_weights
 from naive_text import naive_generate_text
 
 from showo.generation.generate_text import decode_answers, final_answer, generate_text, left_pad
@@ -17,13 +17,7 @@ SAMPLING = dict(temperature=1.0, top_k=50, top_p=0.9)
 def model(tiny_model):
     """The tiny model with every weight redrawn, so that greedy answers are not one repeated token."""
     torch.manual_seed(0)
-    with torch.no_grad():
-        for name, p in tiny_model.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.2 * torch.randn_like(p))
-            else:
-                p.copy_(0.1 * torch.randn_like(p))
-    return tiny_model
+    return redraw_weights(tiny_model, 0.1)
 
 
 def understanding_prompts(batch: int, question_length: int, seed: int = 0) -> torch.Tensor:

@@ -22,8 +22,8 @@ from pathlib import Path
 import showo
 from showo.evaluation.quickstart import run_quickstart
 from showo.generation.generate_text import final_answer
-from showo.world import concept_prompts, concept_questions, geneval_scores, score_concept_answers
-from showo.world.heldout import score_t2i
+from showo.world import concept_prompts, concept_questions, score_concept_answers
+from showo.world.heldout import category_scores, score_t2i
 
 BATCH = 16
 KEPT = ("t2i_overall", "vqa_accuracy", "caption_accuracy", "inpaint_accuracy", "extrapolation_accuracy",
@@ -34,8 +34,7 @@ def concept_scores(pipe: showo.ShowoPipeline, concept: str) -> dict[str, float]:
     prompts, images = concept_prompts(concept, 20, seed=0), []
     for start in range(0, len(prompts), BATCH):
         images += pipe.text_to_image([p["prompt"] for p in prompts[start:start + BATCH]], seed=start)
-    right = score_t2i(prompts, images)
-    t2i = geneval_scores([{"category": p["category"], "correct": c} for p, c in zip(prompts, right)])
+    t2i = category_scores(prompts, score_t2i(prompts, images))
     questions, texts = concept_questions(concept, 20, seed=0), []
     for start in range(0, len(questions), BATCH):
         batch = questions[start:start + BATCH]

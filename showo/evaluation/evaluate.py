@@ -21,7 +21,8 @@ from tqdm import tqdm
 from ..generation.generate_mixed import generate_mixed
 from ..generation.generate_text import final_answer
 from ..model.image_processing import postprocess_images, preprocess_images
-from ..world import GENEVAL_CATEGORIES, canonical_caption, evaluator_accuracy, geneval_prompts, geneval_scores
+from ..world import GENEVAL_CATEGORIES, canonical_caption, evaluator_accuracy, geneval_prompts
+from ..world.heldout import category_scores, score_t2i, vqa_items
 from . import tasks as tasks
 
 METRICS = (
@@ -102,8 +103,8 @@ def run_t2i(pipe, budget: Budget, seed: int, progress: bool) -> tuple[dict, dict
         drawn += pipe.prompts_to_draw([i["prompt"] for i in batch])
         images += pipe.text_to_image(drawn[start:], plan=False, seed=seed + start,
                                      callback_on_step_end=record if start == 0 else None, **_sampling(budget))
-    correct = tasks.score_t2i(items, images)
-    scores = geneval_scores([{"category": i["category"], "correct": c} for i, c in zip(items, correct)])
+    correct = score_t2i(items, images)
+    scores = category_scores(items, correct)
     examples = [
         {"prompt": i["prompt"], "category": i["category"], "image": image, "correct": c,
          "read": tasks.scene_summary(image), **({"plan": plan} if plan != i["prompt"] else {})}
@@ -116,7 +117,7 @@ def run_t2i(pipe, budget: Budget, seed: int, progress: bool) -> tuple[dict, dict
 
 
 def run_vqa(pipe, budget: Budget, seed: int, progress: bool) -> tuple[dict, dict]:
-    items = tasks.vqa_items(budget.vqa, seed, pipe.config.image_size)
+    items = vqa_items(budget.vqa, seed, pipe.config.image_size)
     texts: list[str] = []  # whole answers: a reasoning model's work and its answer
     for _, batch in _batches(items, budget.batch_size, "answers", progress):
         texts += pipe.answer([i["image"] for i in batch], [i["question"] for i in batch],

@@ -35,8 +35,6 @@ from ..world import (
     caption_matches,
     read_scene,
 )
-from ..world.heldout import score_t2i as score_t2i
-from ..world.heldout import vqa_items as vqa_items
 from ..world.scene import CLASSES, SIZES, slot_box
 
 MAX_PSNR = 100.0  # dB: a perfect reconstruction would be infinite, which JSON cannot hold
@@ -56,7 +54,7 @@ def _heldout_scenes(seed: int, image_size: int, start: int = 0):
 
 
 # ---------------------------------------------------------------- text-to-image, answers and captions
-# ``score_t2i`` and ``vqa_items`` live in ``showo.world.heldout`` (imported above): the training monitor shares them.
+# ``score_t2i`` and ``vqa_items`` live in ``showo.world.heldout``: the training monitor shares them.
 
 
 def score_answers(predicted: list[str], expected: list[str]) -> list[bool]:

@@ -51,12 +51,10 @@ def _peft():
 
 
 def lora_config(rank: int = 16, alpha: float | None = None, dropout: float = 0.0,
-                targets: Sequence[str] = LORA_TARGETS, token_ids: Sequence[int] | None = None,
-                inference: bool = False) -> Any:
+                targets: Sequence[str] = LORA_TARGETS, token_ids: Sequence[int] | None = None) -> Any:
     """A peft ``LoraConfig``: rank ``rank``, scale ``alpha / rank`` (``alpha`` defaults to the rank:
     scale 1), ``dropout`` on the adapter's input, the layers whose names end in one of
-    ``targets``; ``token_ids``: the embedding rows of these ids train too. ``inference``: the
-    adapter's weights are frozen."""
+    ``targets``; ``token_ids``: the embedding rows of these ids train too."""
     if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
         raise ValueError(f"LoRA rank must be an integer >= 1, got {rank!r}")
     if not targets or any(not isinstance(t, str) or not t for t in targets):
@@ -66,8 +64,7 @@ def lora_config(rank: int = 16, alpha: float | None = None, dropout: float = 0.0
     # the embedding) drop its bias, and Show-o's output layer has one.
     rows = None if not token_ids else {"embed": list(token_ids)}
     return _peft().LoraConfig(r=rank, lora_alpha=rank if alpha is None else alpha, lora_dropout=dropout,
-                              target_modules=list(targets), trainable_token_indices=rows, bias="none",
-                              inference_mode=inference)
+                              target_modules=list(targets), trainable_token_indices=rows, bias="none")
 
 
 def add_adapter(model: nn.Module, config: Any, name: str = DEFAULT) -> None:
@@ -75,7 +72,8 @@ def add_adapter(model: nn.Module, config: Any, name: str = DEFAULT) -> None:
     the base weights are frozen and, unless the config says ``inference_mode``, the adapter trains."""
     if name in adapter_names(model):
         raise ValueError(f"the model already has an adapter named {name!r}")
-    missing = [t for t in config.target_modules if not any(n.split(".")[-1] == t for n, _ in model.named_modules())]
+    names = {n.split(".")[-1] for n, _ in model.named_modules()}
+    missing = [t for t in config.target_modules if t not in names]
     if missing:
         layers = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
         raise ValueError(f"LoRA targets {missing} name no layer of the model; its linear layers are {layers}")
@@ -149,10 +147,9 @@ def load_adapter(model: nn.Module, folder: str | Path, name: str = DEFAULT, trai
         raise FileNotFoundError(f"{folder}: {CONFIG_FILE} but no {WEIGHTS_FILE}")
     state = {k.removeprefix(PEFT_PREFIX): v for k, v in load_state_dict(path).items()}
     add_adapter(model, config, name)
-    result = _peft().set_peft_model_state_dict(model, state, adapter_name=name)
+    _peft().set_peft_model_state_dict(model, state, adapter_name=name)
     own = set(_own_state(model, name))
-    unexpected = sorted(getattr(result, "unexpected_keys", []) or set(state) - own)
-    missing = sorted(own - set(state))
+    unexpected, missing = sorted(set(state) - own), sorted(own - set(state))
     if unexpected or missing:
         from peft.tuners.tuners_utils import delete_adapter
 

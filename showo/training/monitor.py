@@ -53,8 +53,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..model.checkpoint_io import jsonl_records
-from ..world import answer_matches, caption_matches, geneval_prompts, geneval_scores, parse_caption, read_scene
-from ..world.heldout import score_t2i, vqa_items
+from ..world import answer_matches, caption_matches, geneval_prompts, parse_caption, read_scene
+from ..world.heldout import category_scores, score_t2i, vqa_items
 from .config import MonitorTraining
 
 PREFIX = "monitor/"
@@ -92,8 +92,7 @@ class CapabilityMonitor:
         if self.config.world:
             prompts, questions = self._world_items(pipe.config.image_size)
             correct = score_t2i(prompts, self._pictures(pipe, [p["prompt"] for p in prompts]))
-            scores = geneval_scores([{"category": p["category"], "correct": c} for p, c in zip(prompts, correct)])
-            metrics[f"{PREFIX}world_t2i_overall"] = scores["overall"]
+            metrics[f"{PREFIX}world_t2i_overall"] = category_scores(prompts, correct)["overall"]
             metrics[f"{PREFIX}world_vqa_accuracy"] = answer_accuracy(pipe, questions)
         if self.questions:
             metrics[f"{PREFIX}file_answer_accuracy"] = answer_accuracy(pipe, self.questions)

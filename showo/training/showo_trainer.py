@@ -73,7 +73,7 @@ class ShowoTrainer(TrainerBase):
         self.tokenizer = build_text_tokenizer(cfg, self.output, init, acc.is_main_process, acc.wait_for_everyone)
         self.vq = build_vq(cfg, self.output, init, acc.is_main_process, acc.wait_for_everyone).to(acc.device)
         # A LoRA run's checkpoints hold the adapter alone: its frozen base is always init_from's model.
-        self.base = resolve_init(cfg.init_from, self.output) if cfg.lora else None
+        self.base = (init or resolve_init(cfg.init_from, self.output)) if cfg.lora else None
         weights = self.base if cfg.lora else model_folder(resume) if resume else init
         self.model = build_model(cfg, self.tokenizer, self.vq, weights)
         if cfg.lora:

@@ -8,7 +8,7 @@ from PIL import Image
 
 from .dataset import WorldDataset
 from .evaluator import read_scene
-from .geneval import check_prompt
+from .geneval import check_prompt, geneval_scores
 
 
 def vqa_items(n: int, seed: int, image_size: int = 64) -> list[dict]:
@@ -32,3 +32,8 @@ def score_t2i(items: list[dict], images: list[Image.Image]) -> list[bool]:
     with the item's ``concepts``, when it names any)."""
     return [check_prompt(item["spec"], read_scene(image, item.get("concepts", ())))
             for item, image in zip(items, images, strict=True)]
+
+
+def category_scores(items: list[dict], correct: list[bool]) -> dict[str, float]:
+    """``geneval_scores`` of the items' categories and the verdict beside each (``score_t2i``'s)."""
+    return geneval_scores([{"category": i["category"], "correct": c} for i, c in zip(items, correct, strict=True)])
