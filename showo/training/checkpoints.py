@@ -9,6 +9,13 @@ alone, ``adapter_config.json`` + ``adapter_model.safetensors``, its base being `
 ``.step-00000100.tmp``; the main process renames it when all are done. Only folders named
 ``step-*`` with a ``trainer_state.json`` are ever resumed.
 
+A sharded run (``sharding = "fsdp"``, or accelerate's FSDP) keeps ``sharded/`` instead of ``model/`` and
+``optimizer.pt``: model and optimiser in ``torch.distributed.checkpoint``'s format (each process writes
+its shards; ``showo.training.sharding``), beside ``model_config.json``. It resumes on any number of
+processes: model, optimiser, schedule and step exactly; on the number that wrote it, the data positions
+and random states too; on another number the data streams start again from their beginning and the
+random states are not restored (they are per process).
+
 A run given ``max_minutes`` also keeps ``OUTPUT/time_budget.json``: the step time it measured and
 the step count it chose, written (atomically) before any checkpoint that depends on them, and
 read back on resume instead of measuring again.
@@ -21,6 +28,7 @@ import math
 import random
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +38,13 @@ from safetensors.torch import load_file
 
 from ..model.adapters import adapter_names, write_adapter
 from ..model.checkpoint_io import atomic_write, fsync, fsync_tree, read_json, save_safetensors
+from ..model.config import ShowoConfig
+from .sharding import load_sharded, save_sharded
 
 STEP_DIR = re.compile(r"^step-(\d{8})$")
 STATE_FILE = "trainer_state.json"
+SHARDED_DIR = "sharded"  # a sharded checkpoint's model and optimiser (DCP)
+MODEL_CONFIG_FILE = "model_config.json"  # beside it: the model to build before reading the shards into it
 TIME_BUDGET_FILE = "time_budget.json"
 
 
@@ -55,6 +67,15 @@ def complete_checkpoints(output: str | Path) -> list[Path]:
 
 def model_folder(checkpoint: Path) -> Path:
     return checkpoint / "model"
+
+
+def checkpoint_model(checkpoint: Path) -> Path | ShowoConfig:
+    """What to build a resumed run's model from: the folder of its weights, or for a sharded checkpoint
+    its config (random weights, which :meth:`RunState.restore` replaces by the shards')."""
+    path = checkpoint / MODEL_CONFIG_FILE
+    if not path.is_file():
+        return model_folder(checkpoint)
+    return ShowoConfig.from_dict(read_json(path), source=str(path))
 
 
 def latest_checkpoint(output: str | Path) -> Path | None:
@@ -148,13 +169,14 @@ def load_optimizer_state(folder: Path) -> dict[str, Any]:
 
 
 class RunState:
-    """Writes and reads ``OUTPUT/checkpoints/step-*``; every process takes part."""
+    """Writes and reads ``OUTPUT/checkpoints/step-*``; every process takes part. ``sharded``: the
+    checkpoints are sharded (DCP), as the model is."""
 
-    def __init__(self, output: Path, accelerator, keep_last: int) -> None:
-        self.output, self.acc, self.keep_last = output, accelerator, keep_last
+    def __init__(self, output: Path, accelerator, keep_last: int, sharded: bool = False) -> None:
+        self.output, self.acc, self.keep_last, self.sharded = output, accelerator, keep_last, sharded
 
     def save(self, step: int, model, head, optimizer, scheduler, feeders: dict[str, Any]) -> Path:
-        """``model`` is the bare model, ``head`` what accelerate prepared (for FSDP's gather)."""
+        """``model`` is the bare model, ``head`` what runs it (its shards are saved, when sharded)."""
         acc, staging = self.acc, staging_dir(self.output, step)
         if acc.is_main_process:
             staging.parent.mkdir(parents=True, exist_ok=True)
@@ -165,52 +187,68 @@ class RunState:
         rank = acc.process_index
         data = {flow: feeder.state_dict() for flow, feeder in feeders.items()}
         write_json(staging / f"data_rank{rank}.json", {"feeders": data, "rng": save_rng(staging, rank)})
-        state = None
-        if acc.distributed_type.value == "FSDP":  # gather the shards; keys lose the LossHead prefix
-            state = {k.removeprefix("model."): v for k, v in acc.get_state_dict(head).items()}
+        if self.sharded:
+            save_sharded(staging / SHARDED_DIR, head, optimizer)
         acc.wait_for_everyone()
         final = checkpoint_root(self.output) / step_dir_name(step)
         if acc.is_main_process:
             try:
-                self._write_main(staging, step, model, state, optimizer, scheduler)
+                self._write_main(staging, step, model, optimizer, scheduler)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)  # the last complete checkpoint stays the latest
                 raise
         acc.wait_for_everyone()
         return final
 
-    def _write_main(self, staging: Path, step: int, model, state, optimizer, scheduler) -> None:
+    def _write_main(self, staging: Path, step: int, model, optimizer, scheduler) -> None:
         """The main process's part of a checkpoint: model, optimiser, schedule; then publish it."""
-        if adapter_names(model):
+        if self.sharded:
+            atomic_write(staging / MODEL_CONFIG_FILE, model.config.save)
+        elif adapter_names(model):
             write_adapter(model, staging / "model")
-        elif state is None:
-            model.save_pretrained(staging / "model")
         else:
-            _save_model_state(model, state, staging / "model")
-        optimizer_state = optimizer.state_dict()
-        atomic_write(staging / "optimizer.pt", lambda tmp: torch.save(optimizer_state, tmp))
+            model.save_pretrained(staging / "model")
+        if not self.sharded:
+            optimizer_state = optimizer.state_dict()
+            atomic_write(staging / "optimizer.pt", lambda tmp: torch.save(optimizer_state, tmp))
         write_json(staging / "trainer_state.json", {
             "step": step, "scheduler": scheduler.state_dict(), "world_size": self.acc.num_processes,
+            "sharded": self.sharded,
         })
         publish(staging, self.keep_last)
 
-    def restore(self, folder: Path, optimizer, scheduler, feeders: dict[str, Any]) -> int:
-        """Model weights were loaded when the model was built; this restores the rest."""
+    def restore(self, folder: Path, head, optimizer, scheduler, feeders: dict[str, Any]) -> int:
+        """Model weights were loaded when the model was built (a sharded checkpoint's are read here, into
+        ``head``); this restores the rest."""
         state = read_trainer_state(folder)
-        if state["world_size"] != self.acc.num_processes:
-            raise ValueError(f"{folder} was written by {state['world_size']} processes; resuming with "
-                             f"{self.acc.num_processes} would change the data order. Use the same number.")
-        optimizer.load_state_dict(load_optimizer_state(folder))
+        same_count = self._check_resumable(folder, state)
+        if self.sharded:
+            load_sharded(folder / SHARDED_DIR, head, optimizer)
+        else:
+            optimizer.load_state_dict(load_optimizer_state(folder))
         scheduler.load_state_dict(state["scheduler"])
-        rank = self.acc.process_index
-        data = read_json(folder / f"data_rank{rank}.json")
-        for flow, feeder in feeders.items():
-            feeder.load_state_dict(data["feeders"][flow])
-        restore_rng(folder, rank, data["rng"])
+        if same_count:
+            rank = self.acc.process_index
+            data = read_json(folder / f"data_rank{rank}.json")
+            for flow, feeder in feeders.items():
+                feeder.load_state_dict(data["feeders"][flow])
+            restore_rng(folder, rank, data["rng"])
+        elif self.acc.is_main_process:
+            print(f"{folder} was written by {state['world_size']} processes, this run has {self.acc.num_processes}: "
+                  "model, optimiser and schedule go on from it; the data streams start again from their "
+                  "beginning, and the random states afresh", file=sys.stderr, flush=True)
         return int(state["step"])
 
-
-def _save_model_state(model, state: dict, folder: Path) -> None:
-    folder.mkdir()
-    model.config.save(folder / "config.json")
-    save_safetensors({k: v.contiguous() for k, v in state.items()}, folder / "model.safetensors")
+    def _check_resumable(self, folder: Path, state: dict[str, Any]) -> bool:
+        """Refuse a checkpoint this run cannot go on from; whether it was written by as many processes."""
+        was_sharded = bool(state.get("sharded", False))
+        if was_sharded != self.sharded:
+            raise ValueError(f"{folder} was written by a {'sharded' if was_sharded else 'whole-model'} run, this "
+                             f"one is {'sharded' if self.sharded else 'not'}: resume with the sharding it was "
+                             "written with (sharding = \"fsdp\", or accelerate's FSDP)")
+        same_count = state["world_size"] == self.acc.num_processes
+        if not same_count and not self.sharded:
+            raise ValueError(f"{folder} was written by {state['world_size']} processes; resuming with "
+                             f"{self.acc.num_processes} would change the data order. Use the same number, or "
+                             "train with sharding = \"fsdp\", whose checkpoints resume on any number.")
+        return same_count

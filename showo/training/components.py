@@ -193,9 +193,12 @@ def attach_lora(model: ShowoModel, cfg: TrainConfig, checkpoint: Path | None, is
               f"{frozen:,} stay frozen ({100 * trained / (trained + frozen):.2f}%)", flush=True)
 
 
-def build_model(cfg: TrainConfig, tokenizer: TextTokenizer, vq: MagvitV2, init: Path | None) -> ShowoModel:
+def build_model(cfg: TrainConfig, tokenizer: TextTokenizer, vq: MagvitV2,
+                init: Path | ShowoConfig | None) -> ShowoModel:
+    """The model ``init`` holds (a folder), or a new one of ``init``'s config (a sharded checkpoint's: its
+    weights are read in later), or of the run's (``cfg.model``, the tokenizers' vocabulary) if None."""
     wanted = model_config(cfg, tokenizer, vq)
-    if init is not None:
+    if isinstance(init, Path | str):
         model = ShowoModel.from_pretrained(init)
         layers = wanted.llm.num_layers
         if layers > model.config.llm.num_layers:
@@ -203,7 +206,7 @@ def build_model(cfg: TrainConfig, tokenizer: TextTokenizer, vq: MagvitV2, init: 
             print(f"{init}: grown to {layers} layers (new blocks {added} start as identities)")
     else:
         torch.manual_seed(cfg.seed)
-        model = ShowoModel(wanted)
+        model = ShowoModel(init or wanted)
     check_compatible(model, vq, tokenizer)
     model.gradient_checkpointing = cfg.gradient_checkpointing
     return model.train()

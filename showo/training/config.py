@@ -177,6 +177,10 @@ class TrainConfig:
     # Train LoRA adapters instead of every weight (``lora.rank=16``); needs ``init_from``.
     lora: LoraTraining | None = None
     torch_threads: PositiveInt | None = None  # CPU threads for torch (None: torch's own choice)
+    # None: every process holds the whole model (DDP; or what accelerate's config asks for on GPUs);
+    # "fsdp": each holds 1/N of every weight (PyTorch FSDP2, on CPU processes too), and checkpoints
+    # resume on any number of processes (``showo.training.sharding``).
+    sharding: Literal["fsdp"] | None = None
     # -- bookkeeping -------------------------------------------------------------------------
     checkpoint_every: PositiveInt = 500
     keep_last: PositiveInt = 3
@@ -193,7 +197,7 @@ class TrainConfig:
         problems = [*_data_problems(self), *_model_problems(self.model), *_vq_problems(self.vq)]
         if self.lora is not None and (self.task != "showo" or self.init_from is None):
             problems.append("lora: adapters train on a Show-o model given by init_from (task = \"showo\")")
-        problems += _monitor_problems(self)
+        problems += _monitor_problems(self) + _sharding_problems(self)
         try:
             GenerationConfig(**self.transformer.generation)
         except (TypeError, ValueError) as e:
@@ -249,6 +253,21 @@ def _monitor_problems(cfg: TrainConfig) -> list[str]:
         return ["monitor: the capability monitor measures a Show-o model (task = \"showo\")"]
     if not monitor.world and monitor.file is None:
         return ["monitor: nothing to measure: monitor.world is false and monitor.file is not set"]
+    return []
+
+
+def _sharding_problems(cfg: TrainConfig) -> list[str]:
+    if cfg.sharding is None:
+        return []
+    if cfg.task != "showo":
+        return [f"sharding: {cfg.sharding!r} shards a Show-o model (task = \"showo\"); the image tokenizer "
+                "trains unsharded (sharding = null)"]
+    if cfg.lora is not None:
+        return [f"sharding: {cfg.sharding!r} with lora is not supported (LoRA trains a few weights beside a "
+                "frozen base); leave sharding unset (null)"]
+    if cfg.mixed_precision == "fp16":
+        return [f"sharding: {cfg.sharding!r} with mixed_precision = \"fp16\" is not supported (no loss scaler "
+                "for sharded gradients); use \"bf16\" or \"no\""]
     return []
 
 

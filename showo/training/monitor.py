@@ -37,8 +37,9 @@ up to ~0.06), so a drop that stays over several rows is forgetting, a single low
 Against forgetting, replay the original data: a ``mixture`` source holding the data the model was
 trained on beside the new data; the monitor shows whether it was enough.
 
-Costs: a measurement runs on the main process while the others wait for it at their next step; its
-time comes on top of a ``max_minutes`` budget, as checkpoints' does (it is left out of the measured pace).
+Costs: a measurement runs on the main process while the others wait for it at their next step (under
+``sharding = "fsdp"`` all first gather the whole model into the main process's copy); its time comes on
+top of a ``max_minutes`` budget, as checkpoints' does (it is left out of the measured pace).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The Show-o training loop: mixed batches of the four flows, distributed through accelerate.
 
 The model knows nothing of accelerate: :class:`LossHead` wraps it, ``accelerator.prepare``
-wraps that (DDP, FSDP or DeepSpeed from accelerate's config), and checkpoints store the bare
-model. Running the same command again resumes from the last complete checkpoint in OUTPUT
+wraps that (DDP, FSDP or DeepSpeed from accelerate's config), or ``sharding = "fsdp"`` shards it
+(``showo.training.sharding``: each transformer block, then the LossHead), and checkpoints store the
+bare model (or its shards). Running the same command again resumes from the last complete checkpoint in OUTPUT
 and continues exactly: same samples, same masks, same losses.
 """
 
@@ -25,7 +26,7 @@ from ..model.image_processing import labelled_grid, save_image
 from ..model.omni_attention import omni_attention_mask
 from ..model.transformer import ShowoModel
 from ..pipeline import ShowoPipeline
-from .checkpoints import latest_checkpoint, model_folder
+from .checkpoints import checkpoint_model, latest_checkpoint, model_folder
 from .components import attach_lora, build_model, build_text_tokenizer, build_vq, resolve_init
 from .config import TrainConfig
 from .feeder import FlowFeeder, RowBuilder
@@ -74,7 +75,7 @@ class ShowoTrainer(TrainerBase):
         self.vq = build_vq(cfg, self.output, init, acc.is_main_process, acc.wait_for_everyone).to(acc.device)
         # A LoRA run's checkpoints hold the adapter alone: its frozen base is always init_from's model.
         self.base = (init or resolve_init(cfg.init_from, self.output)) if cfg.lora else None
-        weights = self.base if cfg.lora else model_folder(resume) if resume else init
+        weights = self.base if cfg.lora else checkpoint_model(resume) if resume else init
         self.model = build_model(cfg, self.tokenizer, self.vq, weights)
         if cfg.lora:
             attach_lora(self.model, cfg, model_folder(resume) if resume else None, acc.is_main_process)
@@ -120,7 +121,7 @@ class ShowoTrainer(TrainerBase):
         counts, tokens = acc.reduce(local, "sum").clamp_min(1).unbind(0)
         sums = torch.zeros(len(cfg.flows), dtype=torch.float64, device=acc.device)
         for m, batch in enumerate(batches):
-            sync = contextlib.nullcontext() if m == len(batches) - 1 else acc.no_sync(self.head)
+            sync = contextlib.nullcontext() if m == len(batches) - 1 else self.no_sync()
             with sync:
                 loss = torch.zeros((), device=acc.device)
                 for i, flow in enumerate(cfg.flows):
@@ -140,9 +141,13 @@ class ShowoTrainer(TrainerBase):
         record["tokens_per_s"] = float(tokens.sum()) / (time.perf_counter() - started)
         return record
 
+    def shard_units(self) -> list[nn.Module]:
+        return list(self.model.blocks)
+
     def pipeline(self) -> ShowoPipeline:
-        pipe = ShowoPipeline(self.model, self.vq, self.tokenizer, self.generation)
-        self.model.train()  # the pipeline switches to eval mode; training goes on afterwards
+        """The pipeline of the whole model (the main process's copy under sharding: ``gather_whole``)."""
+        pipe = ShowoPipeline(self.whole, self.vq, self.tokenizer, self.generation)
+        self.whole.train()  # the pipeline switches to eval mode; training goes on afterwards
         return pipe
 
     def save_final(self) -> None:
@@ -157,9 +162,9 @@ class ShowoTrainer(TrainerBase):
     def write_samples(self) -> None:
         prompts = list(self.config.transformer.sample_prompts) or ["", ""]
         pipe = self.pipeline()
-        self.model.eval()
+        self.whole.eval()
         output = pipe(prompts, seed=0)
-        self.model.train()
+        self.whole.train()
         labels = [p if p == drawn else f"{p} (planned: {drawn})" for p, drawn in zip(prompts, output.prompts)]
         save_image(labelled_grid(output.images, labels), self.output / "samples" / f"step-{self.step:08d}.png")
 

@@ -4,6 +4,7 @@ that stops a diverged run."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import signal
@@ -16,11 +17,19 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoints import TIME_BUDGET_FILE, RunState, latest_checkpoint, read_time_budget, write_time_budget
+from .checkpoints import (
+    TIME_BUDGET_FILE,
+    RunState,
+    latest_checkpoint,
+    model_folder,
+    read_time_budget,
+    write_time_budget,
+)
 from .config import TrainConfig
 from .metrics import MetricsLog
 from .monitor import summary
 from .optimization import START_UP_STEPS, budget_steps, make_optimizer, make_scheduler, step_pace
+from .sharding import is_sharded, no_gradient_sync, shard, whole_state
 
 
 class TrainingDiverged(RuntimeError):
@@ -37,12 +46,36 @@ def make_accelerator(cfg: TrainConfig):
         raise ImportError("training needs accelerate: pip install 'showo[train]'") from e
     # Without a GPU, accelerate sets up multi-process (gloo) training only when told cpu=True.
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
-    if fsdp_asked() and accelerator.distributed_type.value != "FSDP" and accelerator.is_main_process:
+    kind = accelerator.distributed_type.value
+    if kind == "FSDP" and (cfg.sharding or cfg.task != "showo" or cfg.lora):
+        raise ValueError("accelerate's FSDP (its config, or --use_fsdp) shards a whole Show-o model (task = \"showo\", "
+                         "no lora) with sharding unset; sharding = \"fsdp\" shards it by itself: launch it with "
+                         "torchrun or accelerate launch --multi_gpu")
+    if kind == "DEEPSPEED":
+        _fit_deepspeed(accelerator, cfg)
+    if fsdp_asked() and kind != "FSDP" and not cfg.sharding and accelerator.is_main_process:
         say(f"FSDP was asked for (ACCELERATE_USE_FSDP), but accelerate runs this job as "
-            f"{accelerator.distributed_type.value} ({accelerator.num_processes} process(es), "
+            f"{kind} ({accelerator.num_processes} process(es), "
             f"{accelerator.device.type}): accelerate shards with FSDP on GPUs only, so every process holds the "
-            "whole model here")
+            "whole model here; sharding=fsdp shards it on CPUs too")
     return accelerator
+
+
+def _fit_deepspeed(accelerator, cfg: TrainConfig) -> None:
+    """Under accelerate's DeepSpeed (its config file): the engine steps inside ``accelerator.backward``, at
+    every call, and its batch size is only bookkeeping here (the loop feeds its own batches)."""
+    if cfg.grad_accum > 1 or cfg.sharding or cfg.task != "showo":
+        raise ValueError(f"DeepSpeed (accelerate's config) trains a Show-o model (task = \"showo\") with "
+                         f"grad_accum = 1 and sharding unset, got task={cfg.task!r}, grad_accum={cfg.grad_accum}, "
+                         f"sharding={cfg.sharding!r}")
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin.is_auto("train_micro_batch_size_per_gpu"):
+        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = 1
+
+
+def accelerate_shards(accelerator) -> bool:
+    """Whether accelerate itself shards the model (its FSDP, on GPUs)."""
+    return accelerator.distributed_type.value == "FSDP"
 
 
 def fsdp_asked() -> bool:
@@ -70,6 +103,10 @@ class TrainerBase:
     over the warm-up steps left, its minutes counted from the restart."""
 
     sample_every = 0  # write_samples every this many steps (0: never)
+    # Under sharding (``sharding = "fsdp"`` over several processes, or accelerate's FSDP) each process holds
+    # part of ``model``; the main process keeps a whole copy, ``whole``, for what it alone runs (the monitor,
+    # samples, ``final/``), filled by ``gather_whole`` (every process calls it). Unsharded, ``whole`` is ``model``.
+    sharded = False
     # A CapabilityMonitor (``showo.training.monitor``), run on ``self.pipeline()`` before the first step and
     # every ``monitor.every`` steps; None: never.
     monitor = None
@@ -77,9 +114,14 @@ class TrainerBase:
     def write_samples(self) -> None:
         """Optional: pictures of the model's progress every ``sample_every`` steps."""
 
+    def shard_units(self) -> list[nn.Module]:
+        """The modules that ``sharding = "fsdp"`` shards one by one (each gathered whole only while it runs),
+        before the root takes the rest."""
+        return []
+
     def measure(self, record: dict) -> dict:
         """The monitor's numbers of the model as it is now, added to ``record`` (the main process only:
-        it runs the bare model, so the other processes wait for it at their next collective)."""
+        it runs the whole model, so the other processes wait for it at their next collective)."""
         numbers = self.monitor(self.pipeline())
         say(summary(record["step"], numbers))
         record.update(numbers)
@@ -90,6 +132,7 @@ class TrainerBase:
         waits for it and leaves its time out of the steps' pace (it comes on top, as checkpoints do)."""
         sizing = self.total_steps is None
         began = time.perf_counter() if sizing else 0.0
+        self.gather_whole()
         if self.accelerator.is_main_process:
             self.measure(record)
         if sizing:
@@ -99,18 +142,61 @@ class TrainerBase:
             self._step_ends = [t + spent for t in self._step_ends]
 
     def prepare(self, module: nn.Module, resume: Path | None) -> None:
-        """Wrap ``module`` and its optimiser through accelerate, make the schedule, and restore
-        optimiser, schedule, data position and RNG from ``resume`` (``self.feeders`` set first)."""
+        """Wrap ``module`` and its optimiser (through accelerate, or sharded: ``_wrap``), make the schedule, and
+        restore optimiser, schedule, data position and RNG from ``resume`` (``self.feeders`` set first)."""
         cfg, acc = self.config, self.accelerator
-        self.head, self.optimizer = acc.prepare(module, make_optimizer(self.model, cfg))
+        self.sharded = accelerate_shards(acc) or (cfg.sharding == "fsdp" and acc.num_processes > 1)
+        self._keep_whole(module)
+        self.head, self.optimizer = self._wrap(module)
         self.total_steps = self._recorded_length()
         self.scheduler = make_scheduler(self.optimizer, cfg, self._schedule_length)
-        self.state = RunState(self.output, acc, cfg.keep_last)
-        self.step = self.state.restore(resume, self.optimizer, self.scheduler, self.feeders) if resume else 0
+        # One process reads a sharded checkpoint too: a run that asks for sharding always writes them.
+        sharded_checkpoints = cfg.sharding == "fsdp" or accelerate_shards(acc)
+        self.state = RunState(self.output, acc, cfg.keep_last, sharded=sharded_checkpoints)
+        self.step = self._restore(resume) if resume else 0
         if self.total_steps is None and self.step > cfg.warmup_steps:
             raise ValueError(f"max_minutes: this run is at step {self.step}, past its warm-up ({cfg.warmup_steps} "
                              f"steps), with no {TIME_BUDGET_FILE}: the step time is measured in warm-up; set "
                              "max_steps instead, or start the run in a new --output")
+
+    def _restore(self, resume: Path) -> int:
+        if self.accelerator.distributed_type.value == "DEEPSPEED":
+            raise ValueError(f"{resume}: a run under DeepSpeed does not resume (its optimiser state is split over the "
+                             f"processes, and not kept); start a new --output with init_from={model_folder(resume)}")
+        return self.state.restore(resume, self.head, self.optimizer, self.scheduler, self.feeders)
+
+    def _keep_whole(self, module: nn.Module) -> None:
+        """``whole``: the model; under sharding, on the main process, a copy made while it is still whole."""
+        if not self.sharded:
+            self.whole = self.model
+            return
+        self.whole = copy.deepcopy(self.model).to(self.accelerator.device) if self.accelerator.is_main_process else None
+        name = next(name for name, m in module.named_modules() if m is self.model)
+        self._whole_prefix, self._gathered_at = f"{name}." if name else "", None
+
+    def _wrap(self, module: nn.Module) -> tuple[nn.Module, torch.optim.Optimizer]:
+        """(what runs the forward, its optimiser): accelerate's (DDP, or what its config asks for on GPUs), or
+        under ``sharding = "fsdp"`` FSDP2 applied here, accelerate adding only mixed precision; the optimiser
+        is built after sharding."""
+        cfg, acc = self.config, self.accelerator
+        if not self.sharded or accelerate_shards(acc):
+            return acc.prepare(module, make_optimizer(self.model, cfg))
+        head = acc.prepare_model(shard(module, self.shard_units(), acc.device), evaluation_mode=True)  # no DDP
+        return head, make_optimizer(self.model, cfg)
+
+    def no_sync(self):
+        """Gradients of the micro-batches run in it are not reduced over processes (until one runs outside)."""
+        return no_gradient_sync(self.head) if is_sharded(self.head) else self.accelerator.no_sync(self.head)
+
+    def gather_whole(self) -> None:
+        """Every process calls it before the main process alone runs ``whole`` (the monitor, samples,
+        ``final/``): under sharding, the shards are gathered into that copy (once a step)."""
+        if not self.sharded or self._gathered_at == self.step:
+            return
+        state = whole_state(self.head, self._whole_prefix)
+        if self.accelerator.is_main_process:
+            self.whole.load_state_dict(state)
+        self._gathered_at = self.step
 
     # -- the run's length ------------------------------------------------------------------------
     def _recorded_length(self) -> int | None:
@@ -166,7 +252,8 @@ class TrainerBase:
         """After the backward pass: stop on a non-finite loss, else clip, step and count the step."""
         if not all(math.isfinite(v) for v in losses):
             raise TrainingDiverged(self.step + 1, record["loss"], latest_checkpoint(self.output))
-        record["grad_norm"] = float(self.accelerator.clip_grad_norm_(self.head.parameters(), self.config.grad_clip))
+        norm = self.accelerator.clip_grad_norm_(self.head.parameters(), self.config.grad_clip)
+        record["grad_norm"] = None if norm is None else float(norm)  # DeepSpeed clips in its own step, may give None
         record["lr"] = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         if self.total_steps is None:  # max_minutes: size the run before the schedule needs its length
@@ -198,8 +285,10 @@ class TrainerBase:
                 "pace is measured")
         bar = tqdm(total=stop, initial=self.step, desc="train", disable=not main, dynamic_ncols=True)
         try:
-            if self.monitor is not None and self.step == 0 and main:
-                log.log(self.measure({"step": 0}))  # the numbers before training
+            if self.monitor is not None and self.step == 0:
+                self.gather_whole()
+                if main:
+                    log.log(self.measure({"step": 0}))  # the numbers before training
             self._step_ends, self._started = [], time.perf_counter()  # max_minutes times the steps from here
             with stop_requests() as requested:
                 while self.step < stop:
@@ -224,15 +313,18 @@ class TrainerBase:
                                         self.feeders)
                     if signum and self.step < stop:
                         raise TrainingInterrupted(self.step, signum)
-                    if self.sample_every and self.step % self.sample_every == 0 and acc.is_main_process:
-                        self.write_samples()
+                    if self.sample_every and self.step % self.sample_every == 0:
+                        self.gather_whole()
+                        if main:
+                            self.write_samples()
                     if on_step is not None:
                         on_step(self, record)
         finally:
             bar.close()
             if log is not None:
                 log.close()
-        if acc.is_main_process:
+        self.gather_whole()
+        if main:
             self.save_final()
         acc.wait_for_everyone()
         return records
