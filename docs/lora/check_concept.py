@@ -1,14 +1,14 @@
 """Measure the shipped world model, with or without a LoRA adapter, on a concept it never saw
 (``showo.world.concepts``) and on everything the quickstart measures.
 
-    python docs/lora/check_concept.py --concept diamond --output before.json
-    python docs/lora/check_concept.py --concept diamond --adapter runs/teach/replay/final --output replay.json
+    python docs/lora/check_concept.py --concept dot --output before.json
+    python docs/lora/check_concept.py --concept dot --adapter runs/teach-dot/replay/final --output replay.json
     python docs/lora/check_concept.py --table before.json replay.json no-replay.json
 
 Concept text-to-image: 20 prompts in each of GenEval's six categories, each naming the concept, one
 picture each, read back with the concept known to the judge. Concept answers: 20 questions of each
-kind about pictures holding it (always giving the common answer scores 0.5). Then the quickstart
-at its full budget, seed 0.
+kind about pictures holding it (``concept_question_kinds``: a dot is never asked its shape; always
+giving the common answer scores 0.5). Then the quickstart at its full budget, seed 0.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import showo
 from showo.evaluation.quickstart import run_quickstart
 from showo.generation.generate_text import final_answer
-from showo.world import concept_prompts, concept_questions, score_concept_answers
+from showo.world import CONCEPTS, concept_prompts, concept_questions, score_concept_answers
 from showo.world.heldout import category_scores, score_t2i
 
 BATCH = 16
@@ -68,7 +68,8 @@ def table(paths: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--adapter", help="a LoRA adapter folder (default: the shipped model alone)")
-    parser.add_argument("--concept", default="diamond", help="the concept to measure (showo.world.concepts)")
+    parser.add_argument("--concept", default="dot", choices=CONCEPTS,
+                        help="the concept to measure (showo.world.concepts; default: dot)")
     parser.add_argument("--output", help="write the scores here as JSON")
     parser.add_argument("--table", nargs="+", help="print the scores of these JSON files as one table")
     args = parser.parse_args()

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Teach the shipped world model a shape it never saw (the diamond) with a LoRA adapter, with and
-# without replay of its old data, and measure before and after (docs/fine-tuning.md).
-#   bash docs/lora/teach_diamond.sh            # OUT=runs/teach-diamond MINUTES=8
+# Teach the shipped world model a new word (the dot: a small circle, which its image tokenizer
+# already draws) with a LoRA adapter, with and without replay of its old data, and measure before
+# and after (docs/fine-tuning.md).
+#   bash docs/lora/teach_dot.sh            # OUT=runs/teach-dot MINUTES=8
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-runs/teach-diamond}
+OUT=${OUT:-runs/teach-dot}
 MINUTES=${MINUTES:-8}
 PY=${PYTHON:-.venv/bin/python}
-$PY docs/lora/check_concept.py --output "$OUT/before.json"
+$PY docs/lora/check_concept.py --concept dot --output "$OUT/before.json"
 for run in replay no-replay; do
   $PY -m showo train --preset world-lora --config "docs/lora/$run.json" --output "$OUT/$run" --max-minutes "$MINUTES"
-  $PY docs/lora/check_concept.py --adapter "$OUT/$run/final" --output "$OUT/$run.json"
+  $PY docs/lora/check_concept.py --concept dot --adapter "$OUT/$run/final" --output "$OUT/$run.json"
 done
 $PY docs/lora/check_concept.py --table "$OUT/before.json" "$OUT/replay.json" "$OUT/no-replay.json"

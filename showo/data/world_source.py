@@ -1,8 +1,8 @@
 """The built-in world (``showo.world``) as a training source: ``{"type": "world", "kind": ...}``
 (with ``"scenes"``, and ``"reasoned": true`` for understanding answers that show their work).
-A concept the shipped model has never seen is opt-in (``showo.world.CONCEPTS``: "diamond", "cyan"):
-``"concepts": ["diamond"]`` lets scenes hold diamonds, ``"scenes": "cyan"`` puts at least one cyan
-object in every picture.
+A concept the shipped model has never seen is opt-in (``showo.world.CONCEPTS``: "diamond", "dot",
+"cyan"): ``"concepts": ["dot"]`` calls every small circle a dot, ``"scenes": "dot"`` puts at least
+one dot in every picture (``"scenes": "cyan"``, a cyan object).
 
 Sample ``i`` of a kind is a pure function of (seed, split, kind, i), so sharding is "rank r
 takes r, r + W, r + 2W, ..." and the state is one counter: nothing to read, nothing to skip.

@@ -6,13 +6,15 @@ captions against scenes, ``qa`` asks and answers questions, ``reasoning`` works 
 object by object, ``dataset`` yields every kind of training sample, ``evaluator`` reads scenes
 back from pixels, ``geneval`` holds GenEval-style prompts and their checks, ``heldout`` the test
 items that the quickstart's evaluation and the training monitor share, ``concepts`` the fixed
-checks of an opt-in concept the shipped model has never seen (``CONCEPTS``: the diamond, cyan).
+checks of an opt-in concept the shipped model has never seen (``CONCEPTS``: the diamond, the dot,
+cyan).
 numpy and pillow only.
 """
 
 from .concepts import (
     CONCEPT_QUESTION_KINDS,
     concept_prompts,
+    concept_question_kinds,
     concept_questions,
     score_concept_answers,
 )
@@ -71,6 +73,7 @@ __all__ = [
     "caption_matches",
     "check_prompt",
     "concept_prompts",
+    "concept_question_kinds",
     "concept_questions",
     "degrade_image",
     "evaluator_accuracy",

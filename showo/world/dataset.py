@@ -8,9 +8,10 @@ Samples are plain dicts in the format the training code consumes.
 Single objects are never held out, so ``class_sample`` draws the same distribution in both
 splits (from different random streams).
 
-``concepts`` (``scene.CONCEPTS``, e.g. ``("diamond",)`` or ``("cyan",)``) adds new classes to
-every kind of sample, and ``scenes="diamond"`` puts one in every picture; facts then list the new
-shapes and colours.
+``concepts`` (``scene.CONCEPTS``, e.g. ``("diamond",)``, ``("dot",)`` or ``("cyan",)``) adds new
+classes to every kind of sample, and ``scenes="diamond"`` puts one in every picture; facts then list
+the new shapes and colours. A dot is a new word, not a new drawing: with it every small circle is
+called a dot, in every kind of sample.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from .scene import (
     classes_of,
     colours_of,
     concepts_with,
+    drawing_pool,
+    named,
     pick,
     random_object,
     relation_holds,
@@ -57,6 +60,7 @@ _GENERAL_FACTS = (
     "There are four places: top left, top right, bottom left and bottom right.",
 )
 CONCEPT_FACTS = {"diamond": ("A diamond has four corners.", "A diamond is a square turned onto one corner."),
+                 "dot": ("A dot is a small circle.", "A dot is small and round."),
                  "cyan": ("Cyan is a mix of green and blue.", "Cyan is the colour of a clear sea.")}
 _HOW_MANY = NUMBER_WORDS + ("five", "six", "seven", "eight")
 
@@ -94,8 +98,11 @@ class WorldDataset:
         self.reasoned = reasoned  # mmu answers show their work (showo.world.reasoning)
         self.concepts = concepts_with(concepts, scenes)  # the ones the scenes may hold
         self.classes, self.facts = classes_of(self.concepts), facts_of(self.concepts)
-        # class samples: any class, or with scenes="diamond" a diamond of any colour (a cyan one of any shape)
-        self.labels = [k for k, cls in enumerate(self.classes) if scenes not in CONCEPTS or scenes in cls]
+        # class samples: any class drawn (a small circle is then named a dot, with "dot"), or with
+        # scenes="diamond" a diamond of any colour (a cyan one of any shape, a dot of any colour)
+        drawn = drawing_pool(self.concepts)
+        self.labels = [k for k, cls in enumerate(self.classes)
+                       if (scenes in cls if scenes in CONCEPTS else cls in drawn)]
 
     def _rng(self, kind: str, index: int) -> np.random.Generator:
         if index < 0:
@@ -121,10 +128,12 @@ class WorldDataset:
 
     def class_sample(self, index: int) -> dict:
         """One object of a uniformly drawn colour-shape class, anywhere, any size; ``label``
-        numbers the class in ``scene.classes_of(concepts)``."""
+        numbers the class in ``scene.classes_of(concepts)`` of the object as named (with "dot", a
+        drawn circle that comes out small is a dot)."""
         rng = self._rng("class", index)
         label = self.labels[int(rng.integers(len(self.labels)))]
-        scene = Scene((random_object(rng, pick(rng, SLOTS), self.classes[label]),), self.image_size)
+        obj = named(random_object(rng, pick(rng, SLOTS), self.classes[label]), self.concepts)
+        label, scene = self.classes.index((obj.colour, obj.shape)), Scene((obj,), self.image_size)
         return {"kind": "class", "image": scene.render(), "label": label, "class_name": scene.objects[0].class_name,
                 "scene": scene}
 

@@ -4,11 +4,12 @@ Each slot is read on its own (the world never lets an object leave its slot): br
 are foreground, a 3x3 opening removes speckles and thin noise, the largest blob is the
 object and blobs under ``MIN_AREA_FRACTION`` of the slot are ignored. Colour is the palette
 entry nearest to the median of the blob's inner pixels (cyan, a concept, is an entry only when
-``concepts`` asks for it); shape comes from geometry (a
-triangle narrows towards the top, a square fills its bounding box, a circle ~79% of it, and
-a diamond, read only when ``concepts`` asks for it, narrows towards both ends); size from the
-bounding box side. ``degrade_image`` imitates what a learned tokenizer and
-generator do to a picture, and ``evaluator_accuracy`` measures exact scene recovery.
+``concepts`` asks for it); shape comes from geometry (a triangle narrows towards the top, a
+square fills its bounding box, a circle ~79% of it, and a diamond, read only when ``concepts``
+asks for it, narrows towards both ends); size from the bounding box side. With the "dot"
+concept, a small circle is read as a dot (``scene.named``). ``degrade_image`` imitates what a
+learned tokenizer and generator do to a picture, and ``evaluator_accuracy`` measures exact
+scene recovery.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .scene import (
     check_concepts,
     colours_of,
     concepts_with,
+    named_scene,
     sample_scene,
     shapes_of,
     slot_box,
@@ -148,14 +150,14 @@ def _read_slot(rgb: np.ndarray, slot: str, shapes: tuple[str, ...], colours: tup
 def read_scene(image: Image.Image | np.ndarray, concepts=()) -> Scene:
     """Every object's shape, colour, size and slot, read from a (possibly degraded) picture;
     the shapes and colours of ``concepts`` (e.g. ``("diamond",)``, ``("cyan",)``) are told apart
-    only when named."""
+    only when named; with ``("dot",)`` every small circle is a dot."""
     concepts = check_concepts(concepts)
     shapes, colours = shapes_of(concepts), colours_of(concepts)
     rgb = to_array(image)
     if rgb.shape[0] != rgb.shape[1]:
         raise ValueError(f"expected a square picture, got {rgb.shape[1]}x{rgb.shape[0]}")
     objects = (_read_slot(rgb, slot, shapes, colours) for slot in SLOTS)
-    return Scene(tuple(o for o in objects if o is not None), rgb.shape[0])
+    return named_scene(Scene(tuple(o for o in objects if o is not None), rgb.shape[0]), concepts)
 
 
 def degrade_image(image: Image.Image, rng: np.random.Generator, strength: float = 1.0) -> Image.Image:

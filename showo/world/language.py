@@ -9,7 +9,8 @@ A parsed caption holds for a scene when every spec's count is exact (the caption
 circle" is false of a picture with two red circles), distinct specs name distinct objects,
 and every stated relation holds. It need not mention every object unless ``complete``.
 The parser knows the shapes and colours of every concept (``scene.CONCEPTS``): no default text
-names one.
+names one. A word that fixes a size (a dot is always small: ``scene.WORD_SHAPES``) is never said
+with a size word: "a red dot", never "a small red dot".
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .scene import ALL_COLOURS, ALL_SHAPES, RELATIONS, SIZES, SLOTS, Obj, Scene, relation_holds
+from .scene import ALL_COLOURS, ALL_SHAPES, RELATIONS, SIZES, SLOTS, WORD_SHAPES, Obj, Scene, relation_holds
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four")
 MAX_CAPTION_WORDS = 25
@@ -43,8 +44,9 @@ def number_word(n: int) -> str:
 
 def noun_phrase(shape: str | None, count: int = 1, colour: str | None = None, size: str | None = None,
                 slot: str | None = None, where: str = "at the") -> str:
-    """"a small red circle at the top left", "two blue squares", "a green object"."""
+    """"a small red circle at the top left", "two blue squares", "a green object"; a dot's size goes unsaid."""
     noun = shape or "object"
+    size = None if shape in WORD_SHAPES else size
     words = [w for w in (size, colour) if w] + [noun if count == 1 else noun + "s"]
     article = ("an" if words[0][0] in "aeiou" else "a") if count == 1 else number_word(count)
     words.insert(0, article)

@@ -5,6 +5,12 @@ so that understanding accuracy is an exact match after ``answer_matches``. Objec
 referred to by the shortest phrases that pick out exactly one object and that do not give
 the answer away ("the red object" when asking for a shape, never "the red circle").
 
+With a word concept (``scene.WORD_SHAPES``: a dot is a small circle) the same pixels have another
+name, and the old world's data may be replayed beside the new: a question that does not say the new
+word is asked only when it has the answer the old world gives ("What shape is the red object?" is
+never asked of a dot, nor "How many circles are there?" of a picture with one), and a dot is never
+referred to with its size ("the dot", never "the small dot").
+
 ``answer_question`` parses the same templates and answers from a scene; the tests run it on
 scenes read back from pixels, and it is the perfect-model baseline of evaluation scripts.
 """
@@ -15,8 +21,20 @@ import re
 
 import numpy as np
 
-from .language import RELATION_PHRASES, ObjSpec, canonical_caption, noun_phrase, number_word, parse_caption
-from .scene import RELATIONS, SIZES, Obj, Scene, classes_of, pick, relation_holds
+from .language import RELATION_PHRASES, ObjSpec, canonical_caption, noun_phrase, number_word, parse_caption, words_of
+from .scene import (
+    RELATIONS,
+    SIZES,
+    WORD_SHAPES,
+    Obj,
+    Scene,
+    as_drawn,
+    check_concepts,
+    drawing_pool,
+    named,
+    pick,
+    relation_holds,
+)
 
 QA_KINDS = ("colour", "shape", "count", "presence", "position", "relation", "caption")
 # The first is the released captioning prompt (ShowoPipeline.caption asks it).
@@ -49,7 +67,7 @@ def unique_references(obj: Obj, scene: Scene, banned: set[str]) -> list[str]:
     """Phrases that pick out ``obj`` alone in ``scene`` without naming a banned attribute."""
     refs = []
     for keys in _REFERENCES:
-        if banned.isdisjoint(keys):
+        if banned.isdisjoint(keys) and not (obj.shape in WORD_SHAPES and {"size", "shape"} <= set(keys)):
             same = [o for o in scene.objects if _alike(o, obj, keys)]
             if len(same) == 1:
                 refs.append(_reference(obj, keys))
@@ -78,7 +96,7 @@ def _count_question(scene: Scene, rng: np.random.Generator) -> tuple[str, str]:
 def _presence_question(scene: Scene, rng: np.random.Generator, concepts=()) -> tuple[str, str]:
     """Yes and no equally often: a present object's attributes, or attributes nobody has (yes
     where no value of the asked attributes is missing, e.g. every shape is there); absent ones
-    are drawn from the classes of the world with ``concepts``."""
+    are drawn from the objects of the world with ``concepts`` (with "dot": no small circle, no large dot)."""
     keys = pick(rng, (("shape",), ("colour",), ("colour", "shape"), ("size", "colour", "shape")))
 
     def present(obj: Obj) -> bool:
@@ -87,8 +105,9 @@ def _presence_question(scene: Scene, rng: np.random.Generator, concepts=()) -> t
     if rng.random() < 0.5:
         obj = pick(rng, scene.objects)
     else:
-        slot = scene.objects[0].slot
-        candidates = (Obj(shape, colour, size, slot) for colour, shape in classes_of(concepts) for size in SIZES)
+        slot, concepts = scene.objects[0].slot, check_concepts(concepts)
+        candidates = (named(Obj(shape, colour, size, slot), concepts) for colour, shape in drawing_pool(concepts)
+                      for size in SIZES)
         absent = [o for o in candidates if not present(o)]
         obj = pick(rng, absent) if absent else pick(rng, scene.objects)
     phrase = noun_phrase(obj.shape if "shape" in keys else None, 1, obj.colour if "colour" in keys else None,
@@ -120,7 +139,25 @@ def _relation_question(scene: Scene, rng: np.random.Generator) -> tuple[str, str
 
 def make_question(kind: str, scene: Scene, rng: np.random.Generator, concepts=()) -> tuple[str, str] | None:
     """A (question, answer) of ``kind``, or None when the scene cannot support one; presence
-    questions may ask about the shapes of ``concepts`` too."""
+    questions may ask about the shapes of ``concepts`` too, and with a word concept ("dot") a
+    question that does not say the word is None unless the old world answers it the same."""
+    qa = _make_question(kind, scene, rng, concepts)
+    if qa is None or kind == "caption" or _means_what_it_did(*qa, scene, concepts):
+        return qa
+    return None
+
+
+def _means_what_it_did(question: str, answer: str, scene: Scene, concepts) -> bool:
+    """Whether a question that says none of the world's new words (a dot) has the answer it has of the
+    same pixels in the world without them (where a dot is a small circle)."""
+    words = [w for w in WORD_SHAPES if w in check_concepts(concepts)]
+    said = set(words_of(question))
+    if not words or any(w in said or w + "s" in said for w in words):
+        return True
+    return answer_question(question, as_drawn(scene)) == answer
+
+
+def _make_question(kind: str, scene: Scene, rng: np.random.Generator, concepts) -> tuple[str, str] | None:
     if not scene.objects:
         return None
     if kind in _TEMPLATES:

@@ -25,15 +25,20 @@ the listed pairings are new. The pairs are:
   circle appear at most once per training picture), so counting them is new at test time.
 
 Concepts (opt-in). ``CONCEPTS`` lists what the world can add for teaching a trained model
-something new (a LoRA adapter, say): a new shape, the "diamond" (a square turned on its corner:
-it fills half its box, where a circle fills ~79%), and a new colour, "cyan" (``NEW_PALETTE``:
-the hue between green and blue, >= 160 in RGB distance from every colour of ``PALETTE``). A
-concept is one value of one attribute (``concept_attribute``); with it, every class of the
-other attribute's values joins the world (cyan circles, squares, triangles and, with both
-concepts, diamonds). Nothing samples, reads or asks about a concept unless given
-``concepts=("cyan",)`` or ``scenes="cyan"`` (every scene shows one), so the default world is
-what it always was. ``Obj`` and the language know the words always: no default scene or text
-holds them, so that changes nothing.
+something new (a LoRA adapter, say): two new shapes and a new colour. The "diamond" is a square
+turned on its corner (it fills half its box, where a circle fills ~79%); "cyan" (``NEW_PALETTE``)
+is the hue between green and blue, >= 160 in RGB distance from every colour of ``PALETTE``. Neither
+can be taught to the shipped model: its image tokenizer gives back only the 37 quadrant patterns
+it was trained on (``showo.world.concepts``). The "dot" can: it is a new *word* for something the
+tokenizer draws already (``WORD_SHAPES``), a small circle. ``Obj("dot", ...)`` is always small and
+drawn exactly as a small circle; with the concept on, every small circle is called a dot (``named``)
+and a circle is a large one, so the pictures are the old world's and only the words change
+(``as_drawn`` gives them back). A concept is one value of one attribute (``concept_attribute``);
+with it, every class of the other attribute's values joins the world (cyan circles, squares,
+triangles; diamonds and dots of every colour). Nothing samples, reads or asks about a concept
+unless given ``concepts=("cyan",)`` or ``scenes="cyan"`` (every scene shows one), so the default
+world is what it always was. ``Obj`` and the language know the words always: no default scene or
+text holds them, so that changes nothing.
 """
 
 from __future__ import annotations
@@ -66,7 +71,9 @@ CLASS_NAMES = [f"{colour} {shape}" for colour, shape in CLASSES]
 # (~160 from blue, ~183 from green, ~215 from white; orange, pink or grey would sit ~90-110 from
 # red, yellow, purple or white). The shipped image tokenizer gives neither concept back: see
 # ``showo.world.concepts``.
-NEW_SHAPES = ("diamond",)
+NEW_SHAPES = ("diamond", "dot")
+# New words for objects the world draws already: word -> (the shape it is drawn as, its only size).
+WORD_SHAPES = {"dot": ("circle", "small")}
 NEW_PALETTE = {"cyan": (20, 230, 230)}
 NEW_COLOURS = tuple(NEW_PALETTE)
 CONCEPTS = NEW_SHAPES + NEW_COLOURS  # every opt-in concept
@@ -119,6 +126,11 @@ def concept_attribute(concept: str) -> str:
     return "shape" if concept in NEW_SHAPES else "colour"
 
 
+def drawn_shape(shape: str) -> str:
+    """The shape that ``shape`` is drawn as: a dot is drawn as a circle, every other shape as itself."""
+    return WORD_SHAPES[shape][0] if shape in WORD_SHAPES else shape
+
+
 def shapes_of(concepts=()) -> tuple[str, ...]:
     """The shapes of the world with ``concepts`` added: ``SHAPES`` first."""
     return SHAPES + tuple(s for s in NEW_SHAPES if s in check_concepts(concepts))
@@ -137,6 +149,12 @@ def classes_of(concepts=()) -> tuple[tuple[str, str], ...]:
                            if (colour, shape) not in CLASSES)
 
 
+def drawing_pool(concepts=()) -> tuple[tuple[str, str], ...]:
+    """The classes that scenes of the world with ``concepts`` are drawn from: ``classes_of`` less the words
+    for objects drawn already (a dot is a small circle of a drawn circle class, named by ``named``)."""
+    return tuple(cls for cls in classes_of(concepts) if cls[1] not in WORD_SHAPES)
+
+
 @dataclass(frozen=True)
 class Obj:
     """One object. ``jitter`` (each in [-1, 1]) only nudges the drawing and is ignored by ==."""
@@ -152,6 +170,8 @@ class Obj:
         _check(self.colour, ALL_COLOURS, "colour")
         _check(self.size, SIZES, "size")
         _check(self.slot, SLOTS, "slot")
+        if self.shape in WORD_SHAPES and self.size != WORD_SHAPES[self.shape][1]:
+            raise ValueError(f"a {self.shape} is always {WORD_SHAPES[self.shape][1]}, got size {self.size!r}")
         if not all(-1.0 <= j <= 1.0 for j in self.jitter):
             raise ValueError(f"jitter must lie in [-1, 1], got {self.jitter}")
 
@@ -212,16 +232,37 @@ def object_box(obj: Obj, image_size: int) -> tuple[int, int, int, int]:
 
 def _draw(draw: ImageDraw.ImageDraw, obj: Obj, image_size: int) -> None:
     x0, y0, x1, y1 = object_box(obj, image_size)
-    colour = ALL_PALETTE[obj.colour]
+    colour, shape = ALL_PALETTE[obj.colour], drawn_shape(obj.shape)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    if obj.shape == "circle":
+    if shape == "circle":
         draw.ellipse((x0, y0, x1, y1), fill=colour)
-    elif obj.shape == "square":
+    elif shape == "square":
         draw.rectangle((x0, y0, x1, y1), fill=colour)
-    elif obj.shape == "triangle":  # upright: apex at the top centre, base along the bottom edge
+    elif shape == "triangle":  # upright: apex at the top centre, base along the bottom edge
         draw.polygon([(cx, y0), (x0, y1), (x1, y1)], fill=colour)
     else:  # a diamond: a corner at the middle of each side of the box
         draw.polygon([(cx, y0), (x1, cy), (cx, y1), (x0, cy)], fill=colour)
+
+
+def named(obj: Obj, concepts: tuple[str, ...]) -> Obj:
+    """``obj`` as the world with ``concepts`` (checked) calls it: with "dot", a small circle is a dot."""
+    for word, (shape, size) in WORD_SHAPES.items():
+        if word in concepts and (obj.shape, obj.size) == (shape, size):
+            return replace(obj, shape=word)
+    return obj
+
+
+def named_scene(scene: Scene, concepts) -> Scene:
+    """``scene`` with every object ``named`` in the world with ``concepts``."""
+    concepts = check_concepts(concepts)
+    if not any(word in concepts for word in WORD_SHAPES):
+        return scene
+    return Scene(tuple(named(o, concepts) for o in scene.objects), scene.image_size)
+
+
+def as_drawn(scene: Scene) -> Scene:
+    """``scene`` in the words of the world without word concepts: every dot a small circle (same pixels)."""
+    return Scene(tuple(replace(o, shape=drawn_shape(o.shape)) for o in scene.objects), scene.image_size)
 
 
 def relation_holds(relation: str, a: Obj, b: Obj) -> bool:
@@ -233,8 +274,8 @@ def relation_holds(relation: str, a: Obj, b: Obj) -> bool:
 
 
 def is_heldout(scene: Scene) -> bool:
-    """True when the scene holds both objects of some pair in ``HELDOUT_PAIRS``."""
-    counts = scene.class_counts()
+    """True when the scene holds both objects of some pair in ``HELDOUT_PAIRS`` (as drawn: a dot is a circle)."""
+    counts = as_drawn(scene).class_counts()
     return any(counts[a] >= 2 if a == b else counts[a] >= 1 and counts[b] >= 1 for a, b in HELDOUT_PAIRS)
 
 
@@ -250,9 +291,10 @@ def pick_distinct(rng: np.random.Generator, options, n: int) -> list:
 
 def random_object(rng: np.random.Generator, slot: str, cls: tuple[str, str] | None = None,
                   pool: tuple[tuple[str, str], ...] = CLASSES) -> Obj:
-    """An object of class ``cls`` (None: one of ``pool``) and random size in ``slot``."""
+    """An object of class ``cls`` (None: one of ``pool``) and random size (a dot: small) in ``slot``."""
     colour, shape = pick(rng, pool) if cls is None else cls
-    return Obj(shape, colour, SIZES[rng.integers(2)], slot)
+    size = SIZES[rng.integers(2)]
+    return Obj(shape, colour, WORD_SHAPES[shape][1] if shape in WORD_SHAPES else size, slot)
 
 
 def _scene_of(rng: np.random.Generator, slots: list[str], classes: list, image_size: int, pool) -> Scene:
@@ -297,14 +339,22 @@ def shows(obj: Obj, concept: str) -> bool:
     return getattr(obj, concept_attribute(concept)) == concept
 
 
+def turned_into(obj: Obj, concept: str) -> Obj:
+    """``obj`` made a ``concept``: a diamond of its colour and size, a cyan object of its shape and size,
+    a dot of its colour (small)."""
+    changes = {concept_attribute(concept): concept}
+    if concept in WORD_SHAPES:
+        changes["size"] = WORD_SHAPES[concept][1]
+    return replace(obj, **changes)
+
+
 def _featuring(scene: Scene, concept: str, rng: np.random.Generator) -> Scene:
-    """``scene`` with one random object turned into a ``concept`` (a diamond of the same colour, a
-    cyan object of the same shape; same size and slot), unless it holds one already."""
+    """``scene`` with one random object ``turned_into`` a ``concept`` (same slot), unless it holds one already."""
     if any(shows(o, concept) for o in scene.objects):
         return scene
     objects = list(scene.objects)
     k = int(rng.integers(len(objects)))
-    objects[k] = replace(objects[k], **{concept_attribute(concept): concept})
+    objects[k] = turned_into(objects[k], concept)
     return Scene(tuple(objects), scene.image_size)
 
 
@@ -334,18 +384,20 @@ def sample_scene(split: str, rng: np.random.Generator, image_size: int = 64, min
     prompts ask for ("a triangle and a circle", "a red triangle and a white circle"). Held-out
     scenes are always crowded.
 
-    ``concepts`` (names from ``CONCEPTS``) adds their classes to those objects are drawn from;
-    ``scenes`` set to a concept's name draws "any" scenes with the concept added, each holding
-    at least one object of it (a held-out one besides its held-out pair, so 3 or 4 objects).
+    ``concepts`` (names from ``CONCEPTS``) adds their classes to those objects are drawn from
+    (a word concept names what is drawn: with "dot", every small circle is a dot); ``scenes`` set to
+    a concept's name draws "any" scenes with the concept added, each holding at least one object of
+    it (a held-out one besides its held-out pair, so 3 or 4 objects, unless the pair's circle is a dot).
     """
     if scenes not in SCENE_CHOICES:
         raise ValueError(f"scenes must be one of {SCENE_CHOICES}, got {scenes!r}")
     if split not in ("train", "heldout"):
         raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
     featured = scenes if scenes in CONCEPTS else None
-    pool = classes_of(concepts_with(concepts, scenes))
+    concepts = concepts_with(concepts, scenes)
+    pool = drawing_pool(concepts)
     while True:
-        scene = _draft(split, scenes, rng, image_size, min_objects, pool)
+        scene = named_scene(_draft(split, scenes, rng, image_size, min_objects, pool), concepts)
         if featured:
             scene = _featuring(scene, featured, rng)
         if is_heldout(scene) == (split == "heldout"):
