@@ -5,7 +5,8 @@ POINT: ``checkpoint`` (half of the first checkpoint's optimizer.pt written), ``p
 complete checkpoint folder, just before its rename into place), ``final`` (final/ written but
 not yet published), ``after-step:N`` (step N logged, before anything else), or ``rewrite:NAME``
 (the rewrite of the file NAME half written: train_config.json, generation_config.json,
-metrics.jsonl).
+metrics.jsonl), or ``eval-publish:N`` (``showo eval``'s folder of prompt N complete under its
+temporary name, just before its rename into place).
 
 With ``SHOWO_TEST_STEP_SECONDS=T`` in the environment the trainer's clock is a :class:`StepClock`:
 every step takes exactly T seconds, so a ``max_minutes`` run is sized the same on any machine.
@@ -90,6 +91,15 @@ def arm(point: str) -> None:
             real_fsync(path)
 
         checkpoint_io.fsync = fsync
+    elif point.startswith("eval-publish:"):
+        prefix, real_tree = f".{int(point.split(':')[1]):05d}.", checkpoint_io.fsync_tree
+
+        def fsync_tree(folder):
+            real_tree(folder)
+            if Path(folder).name.startswith(prefix):
+                die()
+
+        checkpoint_io.fsync_tree = fsync_tree
     else:
         raise SystemExit(f"unknown point {point!r}")
 

@@ -1,8 +1,8 @@
 """The ``showo`` command line: ``main`` dispatches to each sub-command. ``convert``, ``serve`` and
 ``quickstart`` are here; ``generate`` in ``generate``, ``inpaint`` and ``extrapolate`` in ``edit``,
-``answer`` and ``caption`` in ``understand``, ``train`` and ``pre-encode`` in ``train``; the options
-they share in ``options``. Every command that loads a model defaults ``--model`` to the shipped
-one and says on stderr which model it loaded."""
+``answer`` and ``caption`` in ``understand``, ``train`` and ``pre-encode`` in ``train``, ``eval``
+(public benchmarks) in ``benchmarks``; the options they share in ``options``. Every command that
+loads a model defaults ``--model`` to the shipped one and says on stderr which model it loaded."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from ..evaluation.report import RETRAIN_TARGETS, TARGETS, metric_table
 from ..model.convert import convert_folder
 from ..web.limits import MB, Limits
 from ..web.server import serve
+from .benchmarks import register as register_eval
 from .console import check_device, check_dtype, debugging, run_command, say, set_threads
 from .edit import register as register_edit
 from .generate import register as register_generate
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_pre_encode(sub)
     register_serve(sub)
     register_quickstart(sub)
+    register_eval(sub)
     return parser
 
 

@@ -50,7 +50,8 @@ MODEL_HELP = ("pipeline folder from ShowoPipeline.save_pretrained, or a released
               "--tokenizer and --llm-config (default: the shipped model of the built-in world, showo/weights/world)")
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, output: bool = True) -> None:
+    """``--model`` and what loads with it; ``--output`` (default: outputs) unless ``output`` is False."""
     parser.add_argument("--model", help=MODEL_HELP)
     parser.add_argument("--vq", help="MAGVIT-v2 image tokenizer folder (default: MODEL/vq)")
     parser.add_argument("--tokenizer", help="text tokenizer folder with tokenizer.json (default: MODEL)")
@@ -59,7 +60,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     add_adapter_argument(parser)
     add_device_argument(parser)
     add_dtype_argument(parser)
-    parser.add_argument("--output", type=Path, default=Path("outputs"), help="folder for the results")
+    if output:
+        parser.add_argument("--output", type=Path, default=Path("outputs"), help="folder for the results")
 
 
 def add_adapter_argument(parser: argparse.ArgumentParser) -> None:
@@ -125,6 +127,13 @@ def load_pipeline(args: argparse.Namespace) -> ShowoPipeline:
 # -- image sampling ---------------------------------------------------------------------------------
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed; image i of a run is drawn with SEED + i")
+    add_sampler_arguments(parser, released="reproduce the released sampler's quirks")
+    parser.add_argument("--save-steps", action="store_true",
+                        help="also write the denoising progression of each image as a strip (one frame per step)")
+
+
+def add_sampler_arguments(parser: argparse.ArgumentParser, released: str) -> None:
+    """The MaskGIT sampler's flags, each defaulting to the model's generation_config.json."""
     parser.add_argument("--steps", type=int, help="MaskGIT denoising steps per image; " + GENERATION_CONFIG.format(18))
     parser.add_argument("--guidance-scale", type=float,
                         help="classifier-free guidance w; " + GENERATION_CONFIG.format(1.75))
@@ -133,9 +142,7 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float,
                         help="of the Gumbel noise that picks which codes are re-masked; " +
                              GENERATION_CONFIG.format(1.0))
-    parser.add_argument("--released-sampler", action="store_true", help="reproduce the released sampler's quirks")
-    parser.add_argument("--save-steps", action="store_true",
-                        help="also write the denoising progression of each image as a strip (one frame per step)")
+    parser.add_argument("--released-sampler", action="store_true", help=released)
 
 
 def sampling_kwargs(args: argparse.Namespace) -> dict:
