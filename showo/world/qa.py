@@ -140,9 +140,10 @@ def _relation_question(scene: Scene, rng: np.random.Generator) -> tuple[str, str
 def make_question(kind: str, scene: Scene, rng: np.random.Generator, concepts=()) -> tuple[str, str] | None:
     """A (question, answer) of ``kind``, or None when the scene cannot support one; presence
     questions may ask about the shapes of ``concepts`` too, and with a word concept ("dot") a
-    question that does not say the word is None unless the old world answers it the same."""
+    question that does not say the word is None unless the old world answers it the same (a caption
+    of a picture with a dot is None: the old world captions the same pixels "a small ... circle")."""
     qa = _make_question(kind, scene, rng, concepts)
-    if qa is None or kind == "caption" or _means_what_it_did(*qa, scene, concepts):
+    if qa is None or _means_what_it_did(*qa, scene, concepts):
         return qa
     return None
 
