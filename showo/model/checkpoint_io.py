@@ -55,6 +55,12 @@ def read_json(path: str | Path) -> dict:
 def jsonl_records(path: str | Path, where: Callable[[int], str]) -> Iterator[tuple[str, Any]]:
     """``(where(n), value)`` for each non-blank line ``n`` (counted from 1) of a JSON-lines file; a
     line that is not JSON is a ``ValueError`` that starts with ``where(n)``."""
+    for place, _, value in jsonl_lines(path, where):
+        yield place, value
+
+
+def jsonl_lines(path: str | Path, where: Callable[[int], str]) -> Iterator[tuple[str, str, Any]]:
+    """``jsonl_records`` with each line's own text too: ``(where(n), line, value)``, the line stripped."""
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -64,7 +70,7 @@ def jsonl_records(path: str | Path, where: Callable[[int], str]) -> Iterator[tup
             raise ValueError(f"{where(number)}: not valid JSON (nested too deeply to read)") from None
         except ValueError as e:  # JSONDecodeError, and ints past Python's digit limit
             raise ValueError(f"{where(number)}: not valid JSON ({getattr(e, 'msg', e)})") from None
-        yield where(number), value
+        yield where(number), line.strip(), value
 
 
 def find_weight_file(folder: str | Path) -> Path:

@@ -18,13 +18,12 @@ there is complete: a killed run is resumed by running the same command again.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 from PIL import Image
 
-from ...model.checkpoint_io import replace_folder
+from ...model.checkpoint_io import jsonl_lines, replace_folder
 from ...model.validation import shown
 from ...pipeline import ShowoPipeline
 from .drawing import Prompt, Sampling, check_counts, draw_prompts, seeds, shard
@@ -40,23 +39,14 @@ def read_metadata(path: str | Path) -> list[Prompt]:
     if not path.is_file():
         raise FileNotFoundError(f"--metadata {path}: no such file")
     prompts = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"--metadata {path} line {number}"
-        try:
-            record = json.loads(line)
-        except RecursionError:
-            raise ValueError(f"{where}: not valid JSON (nested too deeply to read)") from None
-        except ValueError as e:
-            raise ValueError(f"{where}: not valid JSON ({getattr(e, 'msg', e)})") from None
+    for where, line, record in jsonl_lines(path, lambda number: f"--metadata {path} line {number}"):
         if not isinstance(record, dict):
             raise ValueError(f"{where}: expected a JSON object (GenEval metadata), got {type(record).__name__}")
         for field in REQUIRED:
             if not isinstance(record.get(field), str) or not record[field].strip():
                 raise ValueError(f'{where}: field "{field}" must be a non-empty string, got {shown(record.get(field))}')
         index = len(prompts)
-        prompts.append(Prompt(index, f"{index:05d}", record["prompt"], line.strip()))
+        prompts.append(Prompt(index, f"{index:05d}", record["prompt"], line))
     if not prompts:
         raise ValueError(f"--metadata {path}: no metadata lines")
     return prompts

@@ -45,7 +45,7 @@ from tqdm import tqdm
 from ...model.image_processing import write_text_file
 from ...pipeline import SHIPPED_DIR, ShowoPipeline
 from .likelihood import continuation_logprobs
-from .records import FORMAT, checkpoint_record, software
+from .records import FORMAT, checkpoint_record, distributed_rank, software
 
 MODEL_NAME = "showo"
 CLASS_PATH = "showo.evaluation.benchmarks.lmms_eval_model.ShowoLmms"
@@ -125,7 +125,7 @@ class ShowoLmms(Base):
         unknown = sorted(k for k in ignored if k != "max_batch_size")
         if unknown:
             warnings.warn(f"showo lmms-eval model: ignoring model_args {unknown}", stacklevel=2)
-        self._rank, self._world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        self._rank, self._world_size = distributed_rank()
         if pipeline is None:
             if device is None and torch.cuda.is_available():
                 device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"

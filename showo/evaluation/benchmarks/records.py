@@ -113,14 +113,12 @@ def open_output(folder: str | Path, record: dict) -> Path:
     its record matches (``COMPARED``), so a resumed run never mixes settings or checkpoints. Several
     processes of one sharded run may call this at once: they write the same record."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"--output {folder}: is a file; give a folder for the results")
+    check_output(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / RECORD
     if path.is_file():
         check_same_run(read_json(path), record, path)
         return folder
-    _refuse_foreign(folder)
     write_text_file(path, json.dumps(record, indent=2) + "\n")
     return folder
 
