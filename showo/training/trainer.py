@@ -47,13 +47,13 @@ def make_accelerator(cfg: TrainConfig):
     # Without a GPU, accelerate sets up multi-process (gloo) training only when told cpu=True.
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     kind = accelerator.distributed_type.value
-    if kind == "FSDP" and (cfg.sharding or cfg.task != "showo" or cfg.lora):
+    if accelerate_shards(accelerator) and (cfg.sharding or cfg.task != "showo" or cfg.lora):
         raise ValueError("accelerate's FSDP (its config, or --use_fsdp) shards a whole Show-o model (task = \"showo\", "
                          "no lora) with sharding unset; sharding = \"fsdp\" shards it by itself: launch it with "
                          "torchrun or accelerate launch --multi_gpu")
     if kind == "DEEPSPEED":
         _fit_deepspeed(accelerator, cfg)
-    if fsdp_asked() and kind != "FSDP" and not cfg.sharding and accelerator.is_main_process:
+    if fsdp_asked() and not accelerate_shards(accelerator) and not cfg.sharding and accelerator.is_main_process:
         say(f"FSDP was asked for (ACCELERATE_USE_FSDP), but accelerate runs this job as "
             f"{kind} ({accelerator.num_processes} process(es), "
             f"{accelerator.device.type}): accelerate shards with FSDP on GPUs only, so every process holds the "
