@@ -9,8 +9,11 @@ metrics.jsonl), or ``eval-publish:N`` (``showo eval``'s folder of prompt N compl
 temporary name, just before its rename into place).
 
 With ``SHOWO_TEST_STEP_SECONDS=T`` in the environment the trainer's clock is a :class:`StepClock`:
-every step takes exactly T seconds, so a ``max_minutes`` run is sized the same on any machine.
+every step takes exactly T seconds, so a ``max_minutes`` run is sized the same on any machine;
+``T,U@N``: U seconds from the clock's Nth reading on (a machine that slows down).
 """
+
+from __future__ import annotations
 
 import os
 import sys
@@ -27,12 +30,24 @@ class StepClock:
     """A stand-in for the trainer's ``time``: every reading is ``tick`` seconds after the last, so a
     step (one reading at its end, one when the run starts) takes exactly ``tick`` seconds."""
 
-    def __init__(self, tick: float):
-        self.now, self.tick = 1000.0, tick
+    def __init__(self, tick: float, slower: tuple[int, float] | None = None):
+        self.now, self.tick, self.slower, self.readings = 1000.0, tick, slower, 0
 
     def perf_counter(self) -> float:
+        self.readings += 1
+        if self.slower and self.readings >= self.slower[0]:
+            self.tick = self.slower[1]
         self.now += self.tick
         return self.now
+
+    @classmethod
+    def parse(cls, text: str) -> StepClock:
+        """``T`` or ``T,U@N`` (SHOWO_TEST_STEP_SECONDS)."""
+        tick, _, later = text.partition(",")
+        if not later:
+            return cls(float(tick))
+        seconds, _, reading = later.partition("@")
+        return cls(float(tick), (int(reading), float(seconds)))
 
 
 def die() -> None:
@@ -106,6 +121,6 @@ def arm(point: str) -> None:
 
 if __name__ == "__main__":
     if os.environ.get("SHOWO_TEST_STEP_SECONDS"):
-        trainer.time = StepClock(float(os.environ["SHOWO_TEST_STEP_SECONDS"]))
+        trainer.time = StepClock.parse(os.environ["SHOWO_TEST_STEP_SECONDS"])
     arm(sys.argv[1])
     sys.exit(main(sys.argv[2:]))

@@ -16,9 +16,9 @@ processes: model, optimiser, schedule and step exactly; on the number that wrote
 and random states too; on another number the data streams start again from their beginning and the
 random states are not restored (they are per process).
 
-A run given ``max_minutes`` also keeps ``OUTPUT/time_budget.json``: the step time it measured and
-the step count it chose, written (atomically) before any checkpoint that depends on them, and
-read back on resume instead of measuring again.
+A run given ``max_minutes`` also keeps ``OUTPUT/time_budget.json``: the step time it measured, the
+step count it chose and each shortening (``resized``), written (atomically) before any checkpoint
+that depends on them, and read back on resume instead of measuring again.
 """
 
 from __future__ import annotations
@@ -122,6 +122,11 @@ def read_time_budget(output: str | Path) -> dict[str, Any] | None:
         number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         if not number or not test(value):
             raise ValueError(f"{path}: {key} should be {expected}, got {value!r}")
+    for i, entry in enumerate(record.get("resized", [])):
+        for key in ("at_step", "steps"):
+            value = entry.get(key) if isinstance(entry, dict) else None
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{path}: resized[{i}].{key} should be a whole number >= 1, got {value!r}")
     return record
 
 

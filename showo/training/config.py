@@ -165,7 +165,8 @@ class TrainConfig:
     warmup_steps: NonNegativeInt = 100
     max_steps: PositiveInt = 1000
     # Train for this many minutes instead: the step count is sized from the step time measured in
-    # warm-up and kept in OUTPUT/time_budget.json; max_steps still caps it (see TrainerBase).
+    # warm-up, shortened where the pace slows, and kept in OUTPUT/time_budget.json; max_steps still
+    # caps it (see showo.training.time_budget).
     max_minutes: PositiveFloat | None = None
     weight_decay: NonNegativeFloat = 0.01
     betas: tuple[Fraction, Fraction] = (0.9, 0.999)

@@ -38,8 +38,8 @@ Against forgetting, replay the original data: a ``mixture`` source holding the d
 trained on beside the new data; the monitor shows whether it was enough.
 
 Costs: a measurement runs on the main process while the others wait for it at their next step (under
-``sharding = "fsdp"`` all first gather the whole model into the main process's copy); its time comes on
-top of a ``max_minutes`` budget, as checkpoints' does (it is left out of the measured pace).
+``sharding = "fsdp"`` all first gather the whole model into the main process's copy); a ``max_minutes``
+budget counts its time (the first run's, then the last one's) apart from the steps' pace.
 """
 
 from __future__ import annotations

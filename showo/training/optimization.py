@@ -1,11 +1,9 @@
-"""The optimiser and the learning-rate schedule of both trainers, and the run's length under a time
-budget (``max_minutes``)."""
+"""The optimiser and the learning-rate schedule of both trainers."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import nn
@@ -42,31 +40,3 @@ def make_scheduler(optimizer, cfg: TrainConfig,
     shapes every later step."""
     length = max_steps if callable(max_steps) else (lambda step: max_steps)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg, length(step)))
-
-
-# -- the run's length from a time budget ---------------------------------------------------------------
-# ``max_minutes``: the trainer times its steps up to the last one whose rate does not depend on the
-# run's length (step ``warmup_steps + 1``, counting from 1), leaving out the first START_UP_STEPS
-# (allocations, the data pipeline's start: the first step of the tiny preset takes 30x the others),
-# then fixes the length (``budget_steps``) and keeps the numbers in OUTPUT/time_budget.json.
-
-START_UP_STEPS = 2
-
-
-def step_pace(step_ends: list[float], started: float) -> tuple[float, int]:
-    """(seconds a step, steps left out): the mean time of the steps that ended at ``step_ends``
-    (``started``: when the first began), leaving out the first START_UP_STEPS while at least one
-    step remains after them; with fewer steps, start-up steps count and the pace comes out slow."""
-    if not step_ends:
-        raise ValueError("no step was timed")
-    skipped = min(START_UP_STEPS, len(step_ends) - 1)
-    since = started if skipped == 0 else step_ends[skipped - 1]
-    return max((step_ends[-1] - since) / (len(step_ends) - skipped), 1e-9), skipped
-
-
-def budget_steps(record: dict[str, Any], max_minutes: float) -> int:
-    """The steps ``max_minutes`` allows, from a time-budget record: those done when the run was sized
-    (``sized_at_step``, ``elapsed_seconds`` after the first began), plus as many as the minutes left
-    hold at ``seconds_per_step``. Pure arithmetic on the recorded numbers: a resumed run gets the same."""
-    left = max(0.0, max_minutes * 60 - record["elapsed_seconds"])
-    return int(record["sized_at_step"]) + math.floor(left / record["seconds_per_step"])

@@ -28,8 +28,9 @@ from .checkpoints import (
 from .config import TrainConfig
 from .metrics import MetricsLog
 from .monitor import summary
-from .optimization import START_UP_STEPS, budget_steps, make_optimizer, make_scheduler, step_pace
+from .optimization import make_optimizer, make_scheduler
 from .sharding import is_sharded, no_gradient_sync, shard, whole_state
+from .time_budget import TimeBudget, length_at, recorded_lengths
 
 
 class TrainingDiverged(RuntimeError):
@@ -89,18 +90,13 @@ class TrainerBase:
     model, head, optimizer, scheduler, feeders`` and defines ``train_step`` and ``save_final``.
 
     ``total_steps`` is the run's length, from which the schedule is built: ``max_steps``, or with
-    ``max_minutes`` the steps that fit in that many minutes (``max_steps`` still caps them). The
-    rates of steps 1 .. ``warmup_steps + 1`` (counted from 1) do not depend on the length, so the
-    run times those steps, leaving out the first two (start-up; with ``warmup_steps`` < 2 fewer
-    are left out and the pace comes out slow, the run short), and at the end of step
-    ``warmup_steps + 1``, before the next step's rate is computed, fixes the length: the steps
-    done, plus as many as the minutes left hold at the measured pace (the budget counts from the
-    first step; building the model before, checkpoints and samples after the timed steps, and
-    ``final/`` come on top). It prints one line saying so and writes the numbers to
-    ``OUTPUT/time_budget.json`` (atomically, before any checkpoint that depends on them); a
-    resumed run reads them back instead of measuring again, so it continues exactly as a run
-    given that length as ``max_steps`` would. A run stopped before it was sized measures again
-    over the warm-up steps left, its minutes counted from the restart."""
+    ``max_minutes`` the steps that fit in that many minutes (``max_steps`` still caps them), sized
+    at the end of warm-up from the measured pace and shortened later where the pace slows
+    (``showo.training.time_budget``; building the model before the loop and writing ``final/``
+    come on top). Each length is printed in one line and kept in ``OUTPUT/time_budget.json``
+    (atomically, before any checkpoint that depends on it); a resumed run reads the lengths back
+    instead of measuring again, so it continues exactly as the first run did. A run stopped before
+    it was sized measures again over the warm-up steps left, its minutes counted from the restart."""
 
     sample_every = 0  # write_samples every this many steps (0: never)
     # Under sharding (``sharding = "fsdp"`` over several processes, or accelerate's FSDP) each process holds
@@ -128,18 +124,14 @@ class TrainerBase:
         return record
 
     def _measure_between_steps(self, record: dict) -> None:
-        """``measure`` on the main process; under max_minutes, before the run is sized, every process
-        waits for it and leaves its time out of the steps' pace (it comes on top, as checkpoints do)."""
-        sizing = self.total_steps is None
-        began = time.perf_counter() if sizing else 0.0
+        """``measure`` on the main process; under max_minutes every process waits for it, and the budget
+        counts its time apart from the steps' pace."""
         self.gather_whole()
         if self.accelerator.is_main_process:
             self.measure(record)
-        if sizing:
+        if self.budget is not None:
             self.accelerator.wait_for_everyone()
-            spent = time.perf_counter() - began
-            self._started += spent
-            self._step_ends = [t + spent for t in self._step_ends]
+            self.budget.monitor_ran()
 
     def prepare(self, module: nn.Module, resume: Path | None) -> None:
         """Wrap ``module`` and its optimiser (through accelerate, or sharded: ``_wrap``), make the schedule, and
@@ -148,7 +140,7 @@ class TrainerBase:
         self.sharded = accelerate_shards(acc) or (cfg.sharding == "fsdp" and acc.num_processes > 1)
         self._keep_whole(module)
         self.head, self.optimizer = self._wrap(module)
-        self.total_steps = self._recorded_length()
+        self.total_steps, self.budget = self._recorded_length(), None
         self.scheduler = make_scheduler(self.optimizer, cfg, self._schedule_length)
         # One process reads a sharded checkpoint too: a run that asks for sharding always writes them.
         sharded_checkpoints = cfg.sharding == "fsdp" or accelerate_shards(acc)
@@ -200,53 +192,55 @@ class TrainerBase:
 
     # -- the run's length ------------------------------------------------------------------------
     def _recorded_length(self) -> int | None:
-        """``max_steps``; under ``max_minutes``, what ``time_budget.json`` allows (capped by
+        """``max_steps``; under ``max_minutes``, the last length ``time_budget.json`` holds (capped by
         ``max_steps``), or None while the run has not measured its pace."""
         cfg = self.config
+        self._lengths = [(0, cfg.max_steps)]
         if cfg.max_minutes is None:
             return cfg.max_steps
         record = read_time_budget(self.output)
         if record is None:
             return None
-        steps = min(cfg.max_steps, budget_steps(record, cfg.max_minutes))
+        self._lengths = recorded_lengths(record, cfg.max_minutes, cfg.max_steps)
+        steps = self._lengths[-1][1]
         if self.accelerator.is_main_process:
-            say(f"max_minutes={cfg.max_minutes:g}: {steps} steps, as sized when this run began "
+            shortened = f", shortened {len(self._lengths) - 1} time(s) as it ran" if len(self._lengths) > 1 else ""
+            say(f"max_minutes={cfg.max_minutes:g}: {steps} steps, as sized when this run began{shortened} "
                 f"({record['seconds_per_step']:.3g} s a step, {self.output / TIME_BUDGET_FILE})")
         return steps
 
     def _schedule_length(self, step: int) -> int:
         """The length the schedule reads when it computes the rate of ``step`` (counted from 0)."""
         if self.total_steps is not None:
-            return self.total_steps
+            return length_at(self._lengths, step)
         if step > self.config.warmup_steps:
             raise RuntimeError(f"the learning rate of step {step + 1} depends on the run's length, "
                                "which max_minutes has not fixed yet")
         return self.config.max_steps  # not read: the rates up to here do not depend on it
 
-    def _time_step(self) -> None:
-        """Under ``max_minutes``, at the end of each step until the run is sized: note the time, and
-        fix the length at the last step whose successor's rate depends on it."""
-        self._step_ends.append(time.perf_counter())
-        if self.step >= self.config.warmup_steps:
-            self._size_run()
-
-    def _size_run(self) -> None:
+    def _start_budget(self) -> None:
+        """A fresh run under ``max_minutes``: its clock starts (before the monitor's first run)."""
         cfg, acc = self.config, self.accelerator
-        seconds, skipped = step_pace(self._step_ends, self._started)
-        elapsed = self._step_ends[-1] - self._started
-        if acc.num_processes > 1:  # all size with the slowest process's numbers, so all stop together
-            both = torch.tensor([seconds, elapsed], dtype=torch.float64, device=acc.device)
-            seconds, elapsed = acc.reduce(both, "max").tolist()
-        done = self.step + 1
-        first = done - len(self._step_ends) + skipped + 1
-        record = {"max_minutes": cfg.max_minutes, "seconds_per_step": seconds, "measured_steps": [first, done],
-                  "elapsed_seconds": elapsed, "sized_at_step": done}
-        budget = budget_steps(record, cfg.max_minutes)
-        self.total_steps = min(cfg.max_steps, budget)
-        record.update(budget_steps=budget, max_steps=cfg.max_steps, steps=self.total_steps)
-        if acc.is_main_process:
-            write_time_budget(self.output, record)
-            say(sizing_line(record, skipped))
+
+        def slowest(numbers: list[float]) -> list[float]:
+            if acc.num_processes == 1:
+                return numbers
+            return acc.reduce(torch.tensor(numbers, dtype=torch.float64, device=acc.device), "max").tolist()
+
+        every = self.monitor.every if self.monitor is not None else None
+        self.budget = TimeBudget(cfg.max_minutes, cfg.warmup_steps, cfg.max_steps, every,
+                                 now=lambda: time.perf_counter(), slowest=slowest)
+
+    def _time_step(self) -> None:
+        """Under ``max_minutes``, at the end of each step (before the next rate is computed): size the run
+        after warm-up, shorten it where it runs slow, and write each length down before it is used."""
+        line = self.budget.step_ended(self.step + 1)
+        if line is None:
+            return
+        self._lengths, self.total_steps = list(self.budget.lengths), self.budget.total_steps
+        if self.accelerator.is_main_process:
+            write_time_budget(self.output, self.budget.record)
+            say(line)
 
     def apply_gradients(self, record: dict, losses: list[float]) -> None:
         """After the backward pass: stop on a non-finite loss, else clip, step and count the step."""
@@ -256,7 +250,7 @@ class TrainerBase:
         record["grad_norm"] = None if norm is None else float(norm)  # DeepSpeed clips in its own step, may give None
         record["lr"] = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
-        if self.total_steps is None:  # max_minutes: size the run before the schedule needs its length
+        if self.budget is not None:  # max_minutes: size the run before the schedule needs its length
             self._time_step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -284,12 +278,16 @@ class TrainerBase:
             say(f"max_minutes={cfg.max_minutes:g}: the run ends at step {stop}, in its warm-up, before its "
                 "pace is measured")
         bar = tqdm(total=stop, initial=self.step, desc="train", disable=not main, dynamic_ncols=True)
+        if self.total_steps is None:
+            self._start_budget()
         try:
-            if self.monitor is not None and self.step == 0:
+            monitored = self.monitor is not None and self.step == 0
+            if monitored:
                 self.gather_whole()
                 if main:
                     log.log(self.measure({"step": 0}))  # the numbers before training
-            self._step_ends, self._started = [], time.perf_counter()  # max_minutes times the steps from here
+            if self.budget is not None:
+                self.budget.loop_began(monitored)
             with stop_requests() as requested:
                 while self.step < stop:
                     record = self.train_step()
@@ -341,21 +339,6 @@ class TrainerBase:
 def say(line: str) -> None:
     """One line on stderr, above the progress bar."""
     tqdm.write(line, file=sys.stderr)
-
-
-def sizing_line(record: dict, skipped: int) -> str:
-    """``max_minutes=2: 0.41 s a step (steps 3-101) -> 290 steps``, and what else shaped the length."""
-    first, last = record["measured_steps"]
-    steps, budget = record["steps"], record["budget_steps"]
-    line = (f"max_minutes={record['max_minutes']:g}: {record['seconds_per_step']:.3g} s a step "
-            f"({f'steps {first}-{last}' if first < last else f'step {first}'}) -> {budget} steps")
-    if skipped < START_UP_STEPS:
-        line += f" (warm-up too short to leave out {START_UP_STEPS} start-up steps: the pace may be slow)"
-    if steps < budget:
-        line += f"; max_steps={record['max_steps']} is smaller: {steps} steps"
-    if steps <= record["sized_at_step"]:
-        line += "; the time is spent by the end of warm-up: the run ends here, its learning rate never decays"
-    return line
 
 
 class TrainingInterrupted(Exception):
