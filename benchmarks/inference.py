@@ -3,6 +3,7 @@
     python benchmarks/inference.py                                   # both parts, CPU
     python benchmarks/inference.py --part shape --device cuda --layers 24 --output gpu.json
     python benchmarks/inference.py --part world --seeds 0 --settings exact-fp32 default
+    python benchmarks/inference.py --part world --settings exact-fp32 default --batches --in-turn
 
 Parts:
 * ``shape``: random weights in the show-o-256 layout (387-token t2i rows, 8,192 codes, a 58,498-token
@@ -160,22 +161,30 @@ class WorldPart:
         return pipe
 
     def images(self, setting: Setting, batch: int, every_seed: bool = True) -> dict:
-        pipe = self.pipe(setting)
-        warmup, _ = timed(self.device, pipe.text_to_image, ["a red circle"] * batch, seed=0)
-        per_seed = [self.seed_run(pipe, seed, batch) for seed in (self.seeds if every_seed else self.seeds[:1])]
-        return {"seconds_per_image": sum(s["seconds_per_image"] for s in per_seed) / len(per_seed),
-                "t2i_overall": sum(s["t2i_overall"] for s in per_seed) / len(per_seed),
-                "steps": pipe.generation.steps, "per_seed": per_seed,
-                **({"compile_seconds": warmup} if setting.compile else {})}
+        return self.images_in_turn([setting], batch, every_seed)[0]
 
-    def seed_run(self, pipe, seed: int, batch: int) -> dict:
-        items, images, seconds = geneval_prompts(PER_CATEGORY, seed), [], 0.0
-        for start in range(0, len(items), batch):
-            prompts = [item["prompt"] for item in items[start:start + batch]]
-            took, made = timed(self.device, pipe.text_to_image, prompts, seed=seed + start)
-            images, seconds = images + made, seconds + took
-        overall = category_scores(items, score_t2i(items, images))["overall"]
-        return {"seed": seed, "seconds_per_image": seconds / len(items), "t2i_overall": overall}
+    def images_in_turn(self, settings: list[Setting], batch: int, every_seed: bool = True) -> list[dict]:
+        """``images`` of each setting, the settings taking each batch in turn (so that the machine's
+        drift over minutes hits them alike)."""
+        warmups = [timed(self.device, self.pipe(s).text_to_image, ["a red circle"] * batch, seed=0)[0]
+                   for s in settings]
+        per_seed = [[] for _ in settings]
+        for seed in self.seeds if every_seed else self.seeds[:1]:
+            items = geneval_prompts(PER_CATEGORY, seed)
+            images, seconds = [[] for _ in settings], [0.0] * len(settings)
+            for start in range(0, len(items), batch):
+                prompts = [item["prompt"] for item in items[start:start + batch]]
+                for i, setting in enumerate(settings):
+                    took, made = timed(self.device, self.pipe(setting).text_to_image, prompts, seed=seed + start)
+                    images[i], seconds[i] = images[i] + made, seconds[i] + took
+            for i in range(len(settings)):
+                overall = category_scores(items, score_t2i(items, images[i]))["overall"]
+                per_seed[i].append({"seed": seed, "seconds_per_image": seconds[i] / len(items), "t2i_overall": overall})
+        return [{"seconds_per_image": sum(s["seconds_per_image"] for s in runs) / len(runs),
+                 "t2i_overall": sum(s["t2i_overall"] for s in runs) / len(runs),
+                 "steps": self.pipe(setting).generation.steps, "per_seed": runs,
+                 **({"compile_seconds": warmup} if setting.compile else {})}
+                for setting, runs, warmup in zip(settings, per_seed, warmups)]
 
     def answer(self, setting: Setting, batch: int) -> dict:
         pipe = self.pipe(setting)
@@ -201,8 +210,10 @@ COLUMNS = [("seconds_per_image", "s / image", "{:.3f}"), ("images_per_second", "
            ("answer_accuracy", "answer accuracy", "{:.3f}")]
 
 
-def run_part(part, names: list[str], batch: int, batches: list[int]) -> list[dict]:
+def run_part(part, names: list[str], batch: int, batches: list[int], in_turn: bool = False) -> list[dict]:
     settings = {**SETTINGS, "default": default_setting()}
+    # --in-turn: the settings' rows at ``batch`` timed together, batch by batch in turn
+    images = dict(zip(names, part.images_in_turn([settings[n] for n in names], batch))) if in_turn else {}
     plan = [(name, batch) for name in names] + [(name, b) for name in ("exact-fp32", "default") for b in batches
                                                  if (name, b) not in {(n, batch) for n in names}]
     quality = isinstance(part, WorldPart)  # random weights have none to measure
@@ -214,7 +225,8 @@ def run_part(part, names: list[str], batch: int, batches: list[int]) -> list[dic
         setting = settings[name]
         row = {"setting": name, "dtype": str(resolve_dtype(setting.dtype, part.device)).replace("torch.", ""),
                "batch": size, "fields": setting.fields, "compile": setting.compile,
-               **part.images(setting, size, every_seed=size == batch), **part.answer(setting, size)}
+               **(images.get(name) if size == batch and name in images else
+                  part.images(setting, size, every_seed=size == batch)), **part.answer(setting, size)}
         row["images_per_second"] = 1 / row["seconds_per_image"]
         rows.append(row)
         cells = [fmt.format(row[key]) for key, _, fmt in shown]
@@ -231,6 +243,9 @@ def main() -> None:
                         help="batches of the exact-fp32 and default rows")
     parser.add_argument("--layers", type=int, default=2, help="shape part: depth (show-o-256: 24)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="world part: sampling seeds")
+    parser.add_argument("--in-turn", action="store_true",
+                        help="world part: time the settings' images batch by batch in turn, not one setting after "
+                             "another (a machine whose speed drifts over minutes then slows them alike)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output", help="write every row as JSON here")
     args = parser.parse_args()
@@ -242,7 +257,8 @@ def main() -> None:
     if args.part in ("shape", "both"):
         result["shape"] = run_part(ShapePart(args.layers, device), args.settings, args.batch or 1, args.batches)
     if args.part in ("world", "both"):
-        result["world"] = run_part(WorldPart(args.seeds, device), args.settings, args.batch or 16, args.batches)
+        result["world"] = run_part(WorldPart(args.seeds, device), args.settings, args.batch or 16, args.batches,
+                                   args.in_turn)
     if args.output:
         with open(args.output, "w") as f:
             json.dump(result, f, indent=1, default=str)

@@ -305,3 +305,22 @@ def test_serve_hands_its_dtype_to_the_server(monkeypatch):
     monkeypatch.setattr(cli_main, "serve", lambda *args, **kwargs: served.append(args[-1]))
     assert main(["serve"]) == 0 and main(["serve", "--dtype", "fp32"]) == 0
     assert served == ["auto", "fp32"]
+
+
+# -- the MLP's GELU -------------------------------------------------------------------------------------
+def test_bf16_inference_on_a_cpu_takes_the_erf_gelu_which_stays_within_bf16_resolution_of_phis():
+    from torch.nn import functional as F
+
+    from showo.model.phi import gelu
+
+    x = torch.linspace(-8, 8, 20001)
+    assert torch.equal(gelu(x), F.gelu(x, approximate="tanh"))  # fp32: phi's tanh form, as released
+    assert torch.equal(gelu(x.bfloat16()), F.gelu(x.bfloat16()))  # bf16 inference: the erf form
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # training under autocast keeps the tanh form
+        assert torch.equal(gelu(x.bfloat16()), F.gelu(x.bfloat16(), approximate="tanh"))
+    exact = x.double()
+    gap = (F.gelu(exact) - F.gelu(exact, approximate="tanh")).abs()
+    assert gap.max() < 5e-4  # the two forms, in float64
+    value = F.gelu(exact).abs()
+    half_ulp = 2.0 ** (torch.floor(torch.log2(value.clamp_min(1e-30))) - 8)  # bf16: 8 significant bits
+    assert (gap < half_ulp)[value > 0.13].all()  # below bf16's resolution there
