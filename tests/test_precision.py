@@ -324,3 +324,30 @@ def test_bf16_inference_on_a_cpu_takes_the_erf_gelu_which_stays_within_bf16_reso
     value = F.gelu(exact).abs()
     half_ulp = 2.0 ** (torch.floor(torch.log2(value.clamp_min(1e-30))) - 8)  # bf16: 8 significant bits
     assert (gap < half_ulp)[value > 0.13].all()  # below bf16's resolution there
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_bf16_inference_attention_over_short_keys_is_the_float32_softmax_path(causal):
+    from torch.nn import functional as F
+
+    from showo.model.phi import SHORT_KEYS, attend
+
+    torch.manual_seed(0)
+    for keys in (107, SHORT_KEYS + 1):
+        q = torch.randn(2, 8, keys if causal else 66, 32)  # causal: one query a key
+        k, v = torch.randn(2, 8, keys, 32), torch.randn(2, 8, keys, 32)
+        mask = None if causal else torch.rand(2, 1, 66, keys) > 0.2
+        reference = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+        with torch.no_grad():
+            got = attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask, causal)
+        assert (got.float() - reference).abs().max() < 0.05  # bf16's precision on values ~1
+        kernel = F.scaled_dot_product_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), attn_mask=mask,
+                                                is_causal=causal)
+        assert torch.equal(got, kernel) == (keys > SHORT_KEYS)  # PyTorch's kernel only over long keys
+    with torch.no_grad():  # by hand: a float32 softmax of the bf16 scores, rounded, then the bf16 matmul
+        q, k, v = (torch.randn(1, 1, 3, 4).bfloat16() for _ in range(3))
+        scores = (q @ k.transpose(-1, -2)).float() * 0.5  # 1 / sqrt(4)
+        if causal:
+            scores = scores.masked_fill(~torch.ones(3, 3, dtype=torch.bool).tril(), float("-inf"))
+        expected = torch.softmax(scores, -1).bfloat16() @ v
+        assert torch.equal(attend(q, k, v, None, causal), expected)
