@@ -52,4 +52,7 @@ if __name__ == "__main__":
     parser.add_argument("--questions", type=int, default=120)
     parser.add_argument("--compare", action="store_true")
     args = parser.parse_args()
-    compare(args.output) if args.compare else write(args.output, args.questions)
+    if args.compare:
+        compare(args.output)
+    else:
+        write(args.output, args.questions)

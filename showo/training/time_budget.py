@@ -90,6 +90,9 @@ class TimeBudget:
         self.monitor_seconds = 0.0
         self.record: dict[str, Any] | None = None
         self.lengths: list[tuple[int, int]] = []
+        # once sized: the pace is checked every ``check_every`` steps, over the window since the last check
+        self.check_every, self.next_check = 1, None
+        self.window, self.window_overhead = (0, 0.0), 0.0
 
     @property
     def total_steps(self) -> int | None:
@@ -132,11 +135,11 @@ class TimeBudget:
         steps = min(self.max_steps, budget)
         self.record.update(budget_steps=budget, max_steps=self.max_steps, steps=steps, resized=[])
         self.lengths = [(0, steps)]
-        self._next_window(done, now, every=max(1, math.ceil((steps - done) / CHECKS)))
+        self.check_every = max(1, math.ceil((steps - done) / CHECKS))
+        self._next_window(done, now)
         return sizing_line(self.record, skipped)
 
-    def _next_window(self, done: int, now: float, every: int | None = None) -> None:
-        self.check_every = every or self.check_every
+    def _next_window(self, done: int, now: float) -> None:
         self.window, self.window_overhead, self.next_check = (done, now), 0.0, done + self.check_every
 
     def _check(self, done: int, now: float) -> str | None:
